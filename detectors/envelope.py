@@ -1,0 +1,71 @@
+"""CloudEvents 1.0 envelope (structured mode) for decisions.
+
+The id is deterministic: a hash of customer, kind, episode and stage. An
+at-least-once redelivery, a restart or a replay of the same history yields the
+same id, so consumers deduplicate by id. The payload follows
+schemas/trigger-v1.json; the envelope schemas/cloudevent-v1.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from detectors.config import DETECTOR_VERSION
+from detectors.decision import Decision
+
+SOURCE = "/churn-signals/detector"
+DATASCHEMA = "urn:churn-signals:schema:trigger:1"
+CONTENT_TYPE = "application/cloudevents+json"
+
+
+def iso_ms(ms: int) -> str:
+    """RFC 3339 UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z."""
+    dt = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+def trigger_id(customer_id: str, kind: str, episode: str, stage: str) -> str:
+    key = "\x1f".join((customer_id, kind, episode, stage)).encode()
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+def to_cloudevent(dec: Decision, config_version: str) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "schema_version": 1,
+        "customer_id": dec.customer_id,
+        "kind": dec.kind,
+        "stage": dec.stage,
+        "severity": dec.severity,
+        "family": dec.family,
+        "decision": "emit" if dec.suppressed is None else "suppressed",
+        "suppression_reason": dec.suppressed,
+        "reason_codes": list(dec.reason_codes),
+        "evidence": dec.evidence,
+        "favourite_category": dec.favourite_category,
+        "rfm_segment": None,
+        "event_time": iso_ms(dec.time_ms),
+        "caused_by_event_id": dec.caused_by,
+        "episode_id": dec.episode,
+        "detector_version": DETECTOR_VERSION,
+        "config_version": config_version,
+    }
+    return {
+        "specversion": "1.0",
+        "id": trigger_id(dec.customer_id, dec.kind, dec.episode, dec.stage),
+        "source": SOURCE,
+        "type": f"churn_signals.trigger.{dec.kind}.v1",
+        "subject": dec.customer_id,
+        "time": data["event_time"],
+        "datacontenttype": "application/json",
+        "dataschema": DATASCHEMA,
+        "data": data,
+    }
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    """Canonical bytes: sorted keys, so equal triggers are equal byte for byte."""
+    return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)

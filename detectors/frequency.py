@@ -1,0 +1,87 @@
+"""Frequency drop: the recent order rate fell below a fraction of the customer's baseline.
+
+Baseline rate = (orders - 1) / span between first and latest order, trusted
+only with `frequency_min_orders` orders over `frequency_min_span`. Recent rate =
+orders in the trailing `frequency_window` / window. The playbooks call this the
+"falling frequency" early signal: the customer still orders, but less.
+
+It is time-driven: with the last order times kept in state, the moment the
+recent count drops below the threshold is known in closed form, so a sweep
+fires it exactly at that moment (no polling). At most `RECENT` order times are
+kept, so for customers ordering more than RECENT times per window the
+threshold is capped at RECENT orders (documented limit).
+
+Must never: read the clock.
+"""
+
+from __future__ import annotations
+
+import math
+
+from detectors.config import DAY_MS, DetectorConfig
+from detectors.decision import Decision
+from detectors.state import RECENT, CustomerState
+
+
+def _threshold(cfg: DetectorConfig, st: CustomerState) -> tuple[float, float] | None:
+    """(baseline orders/day, recent-order count below which the rate has dropped)."""
+    span = st.last_order - st.first_order
+    if st.n_orders < cfg.frequency_min_orders or span < cfg.frequency_min_span_ms:
+        return None
+    baseline = (st.n_orders - 1) / (span / DAY_MS)
+    k = cfg.frequency_drop_ratio * baseline * (cfg.frequency_window_ms / DAY_MS)
+    return baseline, min(k, float(RECENT))
+
+
+def next_deadline(cfg: DetectorConfig, st: CustomerState) -> int | None:
+    if st.freq_fired or st.silence_stage > 0:
+        return None  # already firing, or superseded by a silence trigger in this episode
+    th = _threshold(cfg, st)
+    if th is None:
+        return None
+    # count(t) = #{r in recent : r > t - W}; it is < k once count <= ceil(k) - 1 = j.
+    j = math.ceil(th[1]) - 1
+    m = len(st.recent)
+    if j >= m:
+        return st.last_order  # already below: fire at once
+    return max(st.recent[m - j - 1] + cfg.frequency_window_ms, st.last_order)
+
+
+def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: int) -> list[Decision]:
+    at = next_deadline(cfg, st)
+    th = _threshold(cfg, st)
+    if at is None or th is None or at > now:
+        return []
+    window = cfg.frequency_window_ms
+    recent_count = sum(1 for r in st.recent if r > at - window)
+    st.freq_fired = at
+    return [
+        Decision(
+            customer_id=customer_id,
+            kind="frequency_drop",
+            stage="now",
+            severity="low",
+            family="retention",
+            time_ms=at,
+            episode=str(at),
+            reason_codes=("frequency_below_baseline",),
+            evidence={
+                "baseline_orders_per_30d": round(th[0] * 30, 3),
+                "recent_orders": recent_count,
+                "recent_window_days": round(window / DAY_MS, 3),
+                "drop_ratio": cfg.frequency_drop_ratio,
+                "orders": st.n_orders,
+            },
+            favourite_category=st.favourite_category(),
+        )
+    ]
+
+
+def on_order(cfg: DetectorConfig, st: CustomerState, ts: int) -> None:
+    """Recovery: once the recent count is back at the threshold, a new drop may fire."""
+    if not st.freq_fired:
+        return
+    th = _threshold(cfg, st)
+    recent_count = sum(1 for r in st.recent if r > ts - cfg.frequency_window_ms)
+    if th is None or recent_count >= th[1]:
+        st.freq_fired = 0

@@ -1,0 +1,139 @@
+"""Turn raw message bytes into a validated `Event`, or raise `InvalidEvent`.
+
+One function serves the live worker, `replay` and the tests, so a message is
+judged the same way everywhere. Checks, in order (the `reason` is a bounded code
+used as a metric label and a DLQ header):
+
+    too_large       message larger than the configured cap
+    malformed_json  not UTF-8 JSON (NaN and Infinity are not JSON)
+    not_an_object   valid JSON but not an object
+    unknown_type    `type` missing or not one of the known event types
+    schema          violates the type's JSON Schema file
+    future_time     occurred_at later than `now` plus the allowed clock skew
+    ancient_time    occurred_at before the configured earliest plausible time
+
+Must never: read the clock (`now_ms` is passed in), import from `streams/`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas.errors import InvalidEvent, SchemaLoadError
+from schemas.validator import Check, compile_schema, parse_rfc3339
+
+SCHEMA_DIR = Path(__file__).resolve().parent
+
+#: Input event types and the schema file that defines each.
+EVENT_TYPES: dict[str, str] = {
+    "order": "order-v1.json",
+    "delivery": "delivery-v1.json",
+    "courier_rating": "courier_rating-v1.json",
+    "consent": "consent-v1.json",
+}
+
+DAY_MS = 86_400_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def schema_path(name: str) -> Path:
+    """Path of a schema file shipped in this package."""
+    return SCHEMA_DIR / name
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """Load one schema file; a missing or broken file is a SchemaLoadError."""
+    path = schema_path(name)
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SchemaLoadError(f"cannot load schema {path}: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise SchemaLoadError(f"schema {path} is not a JSON object")
+    return loaded
+
+
+def to_epoch_ms(value: str) -> int:
+    """Epoch milliseconds of an RFC 3339 string already checked by the schema."""
+    parsed = parse_rfc3339(value)
+    if parsed is None:  # pragma: no cover - the schema check runs first
+        raise InvalidEvent("schema", f"not an RFC 3339 date-time: {value!r}")
+    return (parsed - _EPOCH) // _ONE_MS
+
+
+class Event:
+    """A validated input event. `ts` is occurred_at in epoch milliseconds."""
+
+    __slots__ = ("event_id", "type", "customer_id", "ts", "data")
+
+    def __init__(self, event_id: str, type_: str, customer_id: str, ts: int, data: dict[str, Any]):
+        self.event_id = event_id
+        self.type = type_
+        self.customer_id = customer_id
+        self.ts = ts
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Event({self.type} {self.event_id} customer={self.customer_id} ts={self.ts})"
+
+
+class EventDecoder:
+    """Decoder configured with the plausibility limits of the deployment."""
+
+    def __init__(
+        self,
+        *,
+        max_future_skew_ms: int = 5 * 60_000,
+        earliest_ms: int = 631_152_000_000,  # 1990-01-01T00:00:00Z
+        max_message_bytes: int = 1_048_576,
+    ) -> None:
+        self.max_future_skew_ms = max_future_skew_ms
+        self.earliest_ms = earliest_ms
+        self.max_message_bytes = max_message_bytes
+        self._checks: dict[str, Check] = {
+            t: compile_schema(load_schema(f), f) for t, f in EVENT_TYPES.items()
+        }
+
+    def decode(self, raw: bytes | str, now_ms: int | None = None) -> Event:
+        """Validate one message. `now_ms` enables the future-time check (live only)."""
+        if len(raw) > self.max_message_bytes:
+            raise InvalidEvent(
+                "too_large", f"message of {len(raw)} bytes exceeds {self.max_message_bytes}", "decode"
+            )
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidEvent("malformed_json", f"malformed JSON: {exc}", "decode") from None
+        return self.validate(obj, now_ms)
+
+    def validate(self, obj: Any, now_ms: int | None = None) -> Event:
+        """Validate an already parsed JSON value."""
+        if not isinstance(obj, dict):
+            raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
+        type_ = obj.get("type")
+        check = self._checks.get(type_) if isinstance(type_, str) else None
+        if check is None:
+            raise InvalidEvent(
+                "unknown_type", f"unknown event type {type_!r}; expected one of {sorted(EVENT_TYPES)}"
+            )
+        err = check(obj, "$")
+        if err:
+            raise InvalidEvent("schema", err)
+        ts = to_epoch_ms(obj["occurred_at"])
+        if now_ms is not None and ts > now_ms + self.max_future_skew_ms:
+            raise InvalidEvent(
+                "future_time",
+                f"occurred_at {obj['occurred_at']} is more than {self.max_future_skew_ms // 1000}s in the future",
+                "semantic",
+            )
+        if ts < self.earliest_ms:
+            raise InvalidEvent("ancient_time", f"occurred_at {obj['occurred_at']} is implausibly old", "semantic")
+        return Event(obj["event_id"], type_, obj["customer_id"], ts, obj)

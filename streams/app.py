@@ -1,0 +1,141 @@
+"""The Faust application: topics, the customer table, the detector agent and the clock.
+
+One agent consumes the four input topics and the clock topic together, so every
+table write happens inside stream iteration (a timer cannot write a table,
+DESIGN.md section 4) and on the partition the message came from. The clock timer
+only *sends* ticks, and only for partitions this worker actively owns, so
+standby replicas never fire anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.serializers import codecs
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from detectors import CustomerState
+from streams.metrics import Metrics
+from streams.runtime import Runtime, headers_list
+from streams.settings import Settings
+
+log = logging.getLogger("churn_signals")
+
+
+class _StateCodec(codecs.Codec):
+    """Compact, lossless changelog encoding of CustomerState."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return obj.encode()  # type: ignore[no-any-return]
+
+    def _loads(self, s: bytes) -> Any:
+        return CustomerState.decode(s)
+
+
+class _Utf8Codec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return obj.encode() if isinstance(obj, str) else bytes(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return s.decode()
+
+
+codecs.register("churn_state", _StateCodec())
+codecs.register("churn_utf8", _Utf8Codec())
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faust.App, Runtime]:
+    metrics = metrics or Metrics()
+    t = settings.topics
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=settings.standby_replicas,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        datadir=str(Path(tempfile.gettempdir()) / f"churn-signals-{settings.app_id}-{settings.web_port}"),
+        autodiscover=False,
+        # Small group timeouts: the embedded broker waits for the rebalance timeout
+        # before a lone member joins; real Kafka is unaffected by lower values.
+        broker_rebalance_timeout=6.0,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+    )
+    table = app.Table(
+        "customers", default=None, partitions=settings.partitions,
+        schema=faust.Schema(key_serializer="churn_utf8", value_serializer="churn_state"),
+    )
+    # Faust derives table serializers from key/value model types; we have plain
+    # records with their own codec, so name the codecs directly.
+    table.key_serializer = "churn_utf8"
+    table.value_serializer = "churn_state"
+    runtime = Runtime(settings, table, metrics, wall_ms)  # type: ignore[arg-type]
+    sources = app.topic(*t.inputs, t.clock, key_serializer="raw", value_serializer="raw")
+    clock = app.topic(t.clock, key_serializer="raw", value_serializer="raw")
+    out_topics = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
+                  for name in (t.triggers, t.audit, t.dlq)}
+
+    @app.agent(sources, name="detect")
+    async def detect(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            if msg.topic == t.clock:
+                records = runtime.on_tick(msg.partition, msg.value)
+            else:
+                records = runtime.on_input(
+                    msg.topic, msg.partition, msg.offset, msg.key, msg.value,
+                    msg.timestamp, headers_list(msg.headers),
+                )
+            for r in records:
+                await out_topics[r.topic].send(key=r.key, value=r.value, headers=r.headers, timestamp=r.timestamp)
+
+    @app.timer(settings.tick_interval_s)
+    async def tick() -> None:
+        consumer = app.consumer
+        owned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == t.clock)
+
+        def highwater(tp: tuple[str, int]) -> int | None:
+            try:
+                return consumer.highwater(faust.types.TP(*tp))  # type: ignore[no-any-return]
+            except Exception:  # not fetched yet: unknown
+                return None
+
+        def committed(tp: tuple[str, int]) -> int | None:
+            return consumer._committed_offset.get(faust.types.TP(*tp))  # type: ignore[no-any-return]
+
+        for partition, now in runtime.tick_times(owned, highwater, committed).items():
+            await clock.send(key=None, value=b'{"now":%d}' % now, partition=partition)
+
+    @app.timer(10.0)
+    async def gauges() -> None:
+        runtime.refresh_gauges()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+        runtime.revoke_all()
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        body = generate_latest(metrics.registry)
+        return web.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    return app, runtime

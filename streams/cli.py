@@ -1,0 +1,194 @@
+"""The `churn-signals` command line.
+
+Every failure a user can cause (bad flag, bad config, unreachable broker,
+unreadable file) ends in one line on stderr and a non-zero exit code, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas.decode import to_epoch_ms
+from schemas.errors import ChurnSignalsError, CommandError
+from schemas.validator import parse_rfc3339
+from streams.settings import Settings, load_settings
+
+PROG = "churn-signals"
+
+ENV_HELP = """environment:
+  KAFKA_BOOTSTRAP_SERVERS   Kafka bootstrap servers (host:port,...); unset = embedded broker
+  CHURN_CONFIG              TOML file with [worker] and [detector] tables
+  CHURN_<SETTING>           worker setting, e.g. CHURN_PARTITIONS=8, CHURN_TOPIC_ORDERS=orders-eu
+  CHURN_DETECTOR_<NAME>     detector setting, e.g. CHURN_DETECTOR_SILENCE_WINDOWS=grocery=5d/10d
+See the README's configuration reference for every setting."""
+
+
+def _parse_time(value: str) -> int:
+    dt = parse_rfc3339(value)
+    if dt is None:
+        raise argparse.ArgumentTypeError(f"expected an RFC 3339 time with offset, e.g. 2026-01-31T00:00:00Z, got {value!r}")
+    return to_epoch_ms(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Event-streaming churn signal detector: turns order, delivery and courier-rating "
+        "events into churn trigger events.",
+        epilog=ENV_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=description, epilog=ENV_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    w = add("worker", "run the live detector", "Run the live detector worker. Uses KAFKA_BOOTSTRAP_SERVERS, "
+            "or starts the embedded broker on loopback when it is unset.")
+    w.add_argument("--web-port", type=int, help="port of /metrics and /healthz (default 6066)")
+    w.add_argument("--partitions", type=int, help="partitions of topics it creates (default 4)")
+    w.add_argument("--app-id", help="consumer group and changelog prefix (default churn-signals)")
+    w.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
+
+    b = add("broker", "run the embedded Kafka-compatible broker",
+            "Run the embedded Kafka-compatible broker (Tansu) on loopback until interrupted. "
+            "Memory only: for development, demos and tests, not production.")
+    b.add_argument("--port", type=int, default=9092, help="listen port on 127.0.0.1 (default 9092)")
+
+    d = add("demo", "broker + worker + sample traffic, triggers printed live",
+            "Start the embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set) and a worker, publish a "
+            "realistic 120-day history ending now, keep sending live events and print every trigger.")
+    d.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    d.add_argument("--customers", type=int, default=60, help="sample customers (default 60)")
+    d.add_argument("--rate", type=float, default=1.0, help="live orders per second (default 1)")
+    d.add_argument("--show-history", action="store_true", help="print every trigger of the sample history "
+                   "too, not just a tally")
+
+    pr = add("produce", "publish a JSON Lines log to the input topics",
+             "Publish a JSON Lines event log (.gz accepted, - for stdin) to the input topics, each event to "
+             "the topic of its type, key = customer_id, timestamp = occurred_at. Needs KAFKA_BOOTSTRAP_SERVERS.")
+    pr.add_argument("file", help="JSON Lines file")
+
+    r = add("replay", "run the detector offline over a JSON Lines log",
+            "Replay a JSON Lines event log through the same detector core, on an event-time clock. "
+            "Invalid lines are reported on stderr (count and line numbers) and skipped.")
+    r.add_argument("file", help="JSON Lines file (.gz accepted, - for stdin)")
+    r.add_argument("--until", type=_parse_time, help="advance the clock to this RFC 3339 time at the end "
+                   "so due silence deadlines fire")
+    r.add_argument("--out", help="write triggers here as JSON Lines (structured CloudEvents); default stdout")
+    r.add_argument("--snapshot-out", help="write one JSON line per customer: state summary and risk score")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ChurnSignalsError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "broker":
+        return _broker(args.port)
+    overrides: dict[str, Any] = {}
+    if args.command == "worker":
+        overrides = {"web_port": args.web_port, "partitions": args.partitions, "app_id": args.app_id,
+                     "log_level": args.log_level}
+    settings = load_settings(overrides=overrides)
+    if args.command == "worker":
+        from streams.worker import run_worker
+
+        return run_worker(settings)
+    if args.command == "demo":
+        from streams.demo import run_demo
+
+        return run_demo(settings, args.duration, args.customers, args.rate, args.show_history)
+    if args.command == "produce":
+        return _produce(settings, args.file)
+    if args.command == "replay":
+        return _replay(settings, args)
+    raise CommandError(f"unknown command {args.command}")  # pragma: no cover - argparse rejects it
+
+
+def _broker(port: int) -> int:
+    import signal
+    import threading
+
+    from streams.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=port).start()
+    print(f"embedded broker listening on {broker.bootstrap} (Ctrl-C to stop)", flush=True)
+    print(f"use it with: export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            if broker.proc is None or broker.proc.poll() is not None:
+                raise CommandError("the embedded broker exited unexpectedly")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def _produce(settings: Settings, path: str) -> int:
+    from streams.produce import produce_file, report
+
+    if not settings.bootstrap:
+        raise CommandError("produce needs a broker: set KAFKA_BOOTSTRAP_SERVERS (e.g. to the address printed by "
+                           "'churn-signals broker')")
+    from streams.topics import ensure_topics
+
+    asyncio.run(ensure_topics(settings))
+    return report(asyncio.run(produce_file(settings, path)))
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from detectors.envelope import encode
+    from streams.replay import replay, snapshots
+
+    out_path = Path(args.out) if args.out else None
+    if out_path and out_path.parent and not out_path.parent.exists():
+        raise CommandError(f"output folder {out_path.parent} does not exist")
+    out = open(out_path, "wb") if out_path else sys.stdout.buffer  # noqa: SIM115 - closed below
+    try:
+        result = replay(args.file, settings.detector, args.until,
+                        on_trigger=lambda ce: out.write(encode(ce) + b"\n"))
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+        else:
+            out.flush()
+    if args.snapshot_out:
+        now = args.until if args.until is not None else result.clock
+        with open(args.snapshot_out, "wb") as fh:
+            for row in snapshots(settings.detector, result, now):
+                fh.write(orjson.dumps(row) + b"\n")
+    valid = sum(n for k, n in result.outcomes.items() if k != "invalid")
+    print(f"replayed {valid} events, {len(result.triggers)} triggers, {len(result.invalid)} invalid lines",
+          file=sys.stderr)
+    if result.invalid:
+        for line_no, reason, message in result.invalid[:20]:
+            print(f"  line {line_no}: {reason}: {message}", file=sys.stderr)
+        if len(result.invalid) > 20:
+            print(f"  ... and {len(result.invalid) - 20} more", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The live clock: the hybrid watermark of DESIGN.md section 3.
+
+A partition's `now` is the wall clock only while every input topic-partition
+feeding it is caught up (lag at most `caught_up_lag` messages). While some are
+behind, `now` is the lowest of the highest event times seen on the lagging
+ones: a restarted worker with a backlog never fires silence for customers whose
+orders are still unread, and one fast topic cannot run ahead of a slow one.
+A partition with no traffic at all is caught up, so it still advances on wall
+time: silence is detected even at zero input.
+
+The wall clock is injected (`wall_ms`); this module never reads time itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+TP = tuple[str, int]
+
+
+class Watermarks:
+    def __init__(self, input_topics: Iterable[str], caught_up_lag: int) -> None:
+        self.input_topics = tuple(input_topics)
+        self.caught_up_lag = caught_up_lag
+        self.max_event: dict[TP, int] = {}
+        self.last_offset: dict[TP, int] = {}
+
+    def observe(self, topic: str, partition: int, offset: int, event_ms: int | None) -> None:
+        tp = (topic, partition)
+        self.last_offset[tp] = offset
+        if event_ms is not None and event_ms > self.max_event.get(tp, 0):
+            self.max_event[tp] = event_ms
+
+    def lag(self, tp: TP, highwater: int | None, committed: int | None) -> int | None:
+        """Messages between what was processed and the end; None if unknown yet."""
+        if highwater is None:
+            return None
+        if tp in self.last_offset:
+            nxt = self.last_offset[tp] + 1
+        else:
+            nxt = committed if committed is not None else 0
+        return max(0, highwater - nxt)
+
+    def now_for(
+        self,
+        partition: int,
+        wall_ms: int,
+        highwater: Callable[[TP], int | None],
+        committed: Callable[[TP], int | None],
+    ) -> int | None:
+        """The partition's `now`, or None when it cannot advance yet."""
+        lagging_event_times: list[int] = []
+        for topic in self.input_topics:
+            tp = (topic, partition)
+            lag = self.lag(tp, highwater(tp), committed(tp))
+            if lag is None:
+                return None  # end offset unknown (just assigned): do not guess
+            if lag > self.caught_up_lag:
+                seen = self.max_event.get(tp)
+                if seen is None:
+                    return None  # behind, and nothing read yet: no event time to trust
+                lagging_event_times.append(seen)
+        if not lagging_event_times:
+            return wall_ms
+        return min(lagging_event_times)

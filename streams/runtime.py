@@ -1,0 +1,158 @@
+"""What the agent does with one message, without Faust: decode, detect, route.
+
+The Faust agent (app.py) hands each consumed message here and sends back the
+records this returns. Keeping this free of Faust makes the whole live path
+testable with a dict as the table, and keeps the agent body one sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from detectors import CustomerState, Decision, Engine, PartitionCore
+from detectors.envelope import CONTENT_TYPE, encode, to_cloudevent
+from schemas import EventDecoder, InvalidEvent
+from streams.clock import TP, Watermarks
+from streams.metrics import Metrics
+from streams.settings import Settings
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(slots=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+    timestamp: float | None = None
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        store: MutableMapping[str, CustomerState],
+        metrics: Metrics,
+        wall_ms: Callable[[], int],
+    ) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        self.engine = Engine(settings.detector)
+        self.config_version = settings.detector.version
+        self.decoder = EventDecoder(max_future_skew_ms=settings.max_future_skew_ms)
+        self.store = store
+        self.metrics = metrics
+        self.wall_ms = wall_ms
+        self.cores: dict[int, PartitionCore] = {}
+        self.watermarks = Watermarks(self.topics.inputs, settings.caught_up_lag)
+
+    # -- partitions ---------------------------------------------------------
+    def core(self, partition: int) -> PartitionCore:
+        core = self.cores.get(partition)
+        if core is None:
+            core = PartitionCore(self.engine, self.store, partition)
+            core.rebuild(self.store.items())
+            self.cores[partition] = core
+        return core
+
+    def revoke_all(self) -> None:
+        """Drop derived per-partition indexes; rebuilt from the table on next use."""
+        self.cores.clear()
+
+    # -- messages -----------------------------------------------------------
+    def on_input(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+        timestamp: float | None = None, headers: Iterable[tuple[str, bytes]] = (),
+    ) -> list[Outgoing]:
+        try:
+            if value is None:
+                raise InvalidEvent("empty", "message has no value (tombstone)", "decode")
+            ev = self.decoder.decode(value, now_ms=self.wall_ms())
+            if key is not None and key != ev.customer_id.encode():
+                raise InvalidEvent(
+                    "key_mismatch", "message key must equal customer_id (state is partitioned by customer)",
+                    "semantic",
+                )
+        except InvalidEvent as exc:
+            self.watermarks.observe(topic, partition, offset, None)
+            self.metrics.events.labels(topic, "invalid").inc()
+            self.metrics.dlq.labels(exc.reason).inc()
+            return [self._dead_letter(exc, topic, partition, offset, key, value, timestamp, headers)]
+        self.watermarks.observe(topic, partition, offset, ev.ts)
+        decisions, outcome = self.core(partition).apply(ev)
+        self.metrics.events.labels(topic, outcome).inc()
+        return self._route(decisions)
+
+    def on_tick(self, partition: int, value: bytes | None) -> list[Outgoing]:
+        try:
+            now = int(orjson.loads(value or b"null")["now"])
+        except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+            return []  # the clock topic is ours; a foreign message there is ignored
+        core = self.core(partition)
+        with self.metrics.sweep_seconds.time():
+            decisions = core.advance(now)
+        self.metrics.watermark.labels(str(partition)).set(core.clock / 1000)
+        return self._route(decisions)
+
+    def tick_times(
+        self,
+        partitions: Iterable[int],
+        highwater: Callable[[TP], int | None],
+        committed: Callable[[TP], int | None],
+    ) -> dict[int, int]:
+        """`now` for each actively owned partition that can advance."""
+        wall = self.wall_ms()
+        out: dict[int, int] = {}
+        for p in partitions:
+            now = self.watermarks.now_for(p, wall, highwater, committed)
+            if now is not None:
+                out[p] = now
+        return out
+
+    def refresh_gauges(self) -> None:
+        self.metrics.deadlines.set(sum(len(c.index) for c in self.cores.values()))
+        owned = set(self.cores)
+        self.metrics.customers.set(sum(1 for _, st in self.store.items() if st.partition in owned))
+
+    # -- output -------------------------------------------------------------
+    def _route(self, decisions: list[Decision]) -> list[Outgoing]:
+        out = []
+        for d in decisions:
+            topic = self.topics.triggers if d.emitted else self.topics.audit
+            self.metrics.triggers.labels(d.kind, "emitted" if d.emitted else str(d.suppressed)).inc()
+            out.append(
+                Outgoing(
+                    topic,
+                    d.customer_id.encode(),
+                    encode(to_cloudevent(d, self.config_version)),
+                    [("content-type", CONTENT_TYPE.encode())],
+                )
+            )
+        return out
+
+    def _dead_letter(
+        self, exc: InvalidEvent, topic: str, partition: int, offset: int,
+        key: bytes | None, value: bytes | None, timestamp: float | None,
+        headers: Iterable[tuple[str, bytes]],
+    ) -> Outgoing:
+        error_headers: Headers = [
+            ("dlq.source.topic", topic.encode()),
+            ("dlq.source.partition", str(partition).encode()),
+            ("dlq.source.offset", str(offset).encode()),
+            ("dlq.error.class", exc.reason.encode()),
+            ("dlq.error.message", str(exc)[:1000].encode()),
+            ("dlq.stage", exc.stage.encode()),
+        ]
+        return Outgoing(self.topics.dlq, key, value, [*list(headers), *error_headers], timestamp)
+
+
+def headers_list(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None) -> Headers:
+    if not headers:
+        return []
+    if isinstance(headers, Mapping):
+        return [(k, v) for k, v in headers.items()]
+    return [(k, v) for k, v in headers]

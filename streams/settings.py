@@ -1,0 +1,161 @@
+"""Runtime settings of the shell, from a TOML file, the environment and flags.
+
+Precedence: flag > environment > file > default. Every problem is a
+ConfigError with a one-line message naming the setting and how to fix it.
+
+    KAFKA_BOOTSTRAP_SERVERS   host:port[,host:port]; unset -> embedded broker
+    CHURN_CONFIG              path of a TOML file with [worker] and [detector] tables
+    CHURN_<WORKER SETTING>    e.g. CHURN_PARTITIONS=8, CHURN_TOPIC_ORDERS=orders-v2
+    CHURN_DETECTOR_<NAME>     e.g. CHURN_DETECTOR_SILENCE_WINDOWS="grocery=5d/10d"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from detectors.config import DetectorConfig, parse_duration
+from schemas.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Topics:
+    orders: str = "orders"
+    deliveries: str = "deliveries"
+    courier_ratings: str = "courier-ratings"
+    consent: str = "customer-consent"
+    triggers: str = "churn-triggers"
+    audit: str = "churn-trigger-audit"
+    dlq: str = "churn-dlq"
+    clock: str = "churn-clock"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.orders, self.deliveries, self.courier_ratings, self.consent)
+
+    def for_event_type(self, type_: str) -> str:
+        return {
+            "order": self.orders,
+            "delivery": self.deliveries,
+            "courier_rating": self.courier_ratings,
+            "consent": self.consent,
+        }.get(type_, self.orders)
+
+    def with_prefix(self, prefix: str) -> Topics:
+        return Topics(**{f.name: prefix + getattr(self, f.name) for f in fields(self)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap: str | None = None          # None -> start the embedded broker
+    app_id: str = "churn-signals"
+    topics: Topics = field(default_factory=Topics)
+    partitions: int = 4
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    tick_interval_s: float = 1.0          # how often the live clock ticks each partition
+    caught_up_lag: int = 10               # a partition this close to its end uses wall-clock time
+    max_future_skew_ms: int = 5 * 60_000  # events further in the future go to the DLQ
+    standby_replicas: int = 1
+    log_level: str = "info"
+    log_format: str = "text"              # text | json
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+    @property
+    def broker_url(self) -> str:
+        if not self.bootstrap:
+            raise ConfigError("no broker: set KAFKA_BOOTSTRAP_SERVERS or use the embedded broker")
+        return ";".join(f"kafka://{h.strip()}" for h in self.bootstrap.split(",") if h.strip())
+
+
+_WORKER_KEYS = {
+    "app_id": str, "partitions": int, "web_host": str, "web_port": int,
+    "tick_interval": float, "caught_up_lag": int, "max_future_skew": "duration",
+    "standby_replicas": int, "log_level": str, "log_format": str, "topic_prefix": str,
+}
+_TOPIC_KEYS = {f"topic_{f.name}": f.name for f in fields(Topics)}
+
+
+def load_settings(env: dict[str, str] | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build Settings from CHURN_CONFIG file, environment and explicit overrides."""
+    env = dict(os.environ if env is None else env)
+    worker: dict[str, Any] = {}
+    detector: dict[str, Any] = {}
+    path = env.get("CHURN_CONFIG")
+    if path:
+        file_worker, file_detector = _read_file(Path(path))
+        worker.update(file_worker)
+        detector.update(file_detector)
+    for key, value in env.items():
+        if key.startswith("CHURN_DETECTOR_"):
+            detector[key[len("CHURN_DETECTOR_"):].lower()] = value
+        elif key.startswith("CHURN_") and key != "CHURN_CONFIG":
+            name = key[len("CHURN_"):].lower()
+            if name in _WORKER_KEYS or name in _TOPIC_KEYS:
+                worker[name] = value
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            worker[key] = value
+    settings = Settings(bootstrap=(env.get("KAFKA_BOOTSTRAP_SERVERS") or None))
+    topics = Topics()
+    prefix = worker.pop("topic_prefix", "")
+    if prefix:
+        topics = topics.with_prefix(str(prefix))
+    topic_names = {
+        _TOPIC_KEYS[k]: str(worker.pop(k)) for k in list(worker) if k in _TOPIC_KEYS
+    }
+    if topic_names:
+        topics = replace(topics, **topic_names)
+    values: dict[str, Any] = {"topics": topics, "detector": DetectorConfig.from_mapping(detector)}
+    for key, raw in worker.items():
+        kind = _WORKER_KEYS.get(key)
+        if kind is None:
+            raise ConfigError(f"unknown worker setting {key!r}; known: {', '.join(sorted(_WORKER_KEYS))}")
+        if kind == "duration":
+            values[f"{key}_ms"] = parse_duration(raw, key)
+        elif key == "tick_interval":
+            values["tick_interval_s"] = _convert(raw, key, float)
+        else:
+            values[key] = _convert(raw, key, kind)
+    settings = replace(settings, **values)
+    _check(settings)
+    return settings
+
+
+def _convert(raw: Any, key: str, kind: Any) -> Any:
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {raw!r}") from None
+
+
+def _check(s: Settings) -> None:
+    if not 1 <= s.partitions <= 1024:
+        raise ConfigError(f"partitions: expected 1..1024, got {s.partitions}")
+    if not 0 <= s.web_port <= 65535:
+        raise ConfigError(f"web_port: expected 0..65535, got {s.web_port}")
+    if s.tick_interval_s <= 0:
+        raise ConfigError("tick_interval: must be positive (seconds)")
+    if s.log_format not in ("text", "json"):
+        raise ConfigError(f"log_format: expected text or json, got {s.log_format!r}")
+    names = [getattr(s.topics, f.name) for f in fields(Topics)]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"topic names must be distinct, got {names}")
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found (CHURN_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"worker", "detector"}
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown table(s) {sorted(unknown)}; expected [worker] and [detector]")
+    return dict(data.get("worker", {})), dict(data.get("detector", {}))
