@@ -138,4 +138,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok"})
 
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        owned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == t.clock)
+        ready = bool(owned) and not app.rebalancing and app.tables.recovery.completed.is_set()
+        body = {"ready": ready, "partitions": owned}
+        return web.json(body, status=200 if ready else 503)
+
     return app, runtime

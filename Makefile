@@ -1,0 +1,41 @@
+# churn-signals: one command runner for people and CI (.ci/run calls `make test`).
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-unit test-integration lint system-deps clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project with its dev extra
+
+demo: $(STAMP)  ## run the live detector on the embedded broker with sample traffic (Ctrl-C stops)
+	$(VENV)/bin/churn-signals demo
+
+system-deps:  ## install Debian tools the tests need (promtool); no-op when present
+	@scripts/system-deps.sh
+
+lint: $(STAMP)  ## ruff and mypy (strict on detectors/ and schemas/)
+	$(VENV)/bin/ruff check detectors schemas streams tests bench
+	$(VENV)/bin/mypy
+
+test: $(STAMP) system-deps lint  ## everything CI runs: lint, unit and integration tests
+	$(PY) -m pytest -q
+
+test-unit: $(STAMP)  ## fast tests without a broker
+	$(PY) -m pytest -q -m unit
+
+test-integration: $(STAMP)  ## real broker and worker processes on loopback
+	$(PY) -m pytest -q -m integration
+
+clean:  ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install the Debian tools the test suite needs, once. Safe to re-run.
+set -euo pipefail
+need=()
+# (Debian packages are added here as the tests come to need them.)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
