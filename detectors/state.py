@@ -36,8 +36,17 @@ class CustomerState:
     """Mutable per-customer record. The engine updates it in place and returns it."""
 
     __slots__ = (
-        "partition", "first_order", "last_order", "n_orders", "amount_total",
-        "recent", "cats", "silence_stage", "freq_fired", "seen", "last_event",
+        "amount_total",
+        "cats",
+        "first_order",
+        "freq_fired",
+        "last_event",
+        "last_order",
+        "n_orders",
+        "partition",
+        "recent",
+        "seen",
+        "silence_stage",
     )
 
     def __init__(self) -> None:
@@ -90,6 +99,8 @@ class CustomerState:
 
     def copy(self) -> CustomerState:
         return CustomerState.from_list(orjson.loads(self.encode()))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable record: equal by value, not hashable
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, CustomerState) and self.to_list() == other.to_list()

@@ -4,7 +4,7 @@ loader and decoder built from them.
 Nothing here imports `detectors/` or `streams/`; nothing here reads the clock.
 """
 
-from schemas.decode import EVENT_TYPES, Event, EventDecoder, schema_path, load_schema
+from schemas.decode import EVENT_TYPES, Event, EventDecoder, load_schema, schema_path
 from schemas.errors import (
     ChurnSignalsError,
     CommandError,

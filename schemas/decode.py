@@ -18,7 +18,7 @@ Must never: read the clock (`now_ms` is passed in), import from `streams/`.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ EVENT_TYPES: dict[str, str] = {
 }
 
 DAY_MS = 86_400_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
 
@@ -72,7 +72,7 @@ def to_epoch_ms(value: str) -> int:
 class Event:
     """A validated input event. `ts` is occurred_at in epoch milliseconds."""
 
-    __slots__ = ("event_id", "type", "customer_id", "ts", "data")
+    __slots__ = ("customer_id", "data", "event_id", "ts", "type")
 
     def __init__(self, event_id: str, type_: str, customer_id: str, ts: int, data: dict[str, Any]):
         self.event_id = event_id
@@ -136,4 +136,4 @@ class EventDecoder:
             )
         if ts < self.earliest_ms:
             raise InvalidEvent("ancient_time", f"occurred_at {obj['occurred_at']} is implausibly old", "semantic")
-        return Event(obj["event_id"], type_, obj["customer_id"], ts, obj)
+        return Event(obj["event_id"], str(type_), obj["customer_id"], ts, obj)

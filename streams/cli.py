@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,9 @@ See the README's configuration reference for every setting."""
 def _parse_time(value: str) -> int:
     dt = parse_rfc3339(value)
     if dt is None:
-        raise argparse.ArgumentTypeError(f"expected an RFC 3339 time with offset, e.g. 2026-01-31T00:00:00Z, got {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected an RFC 3339 time with offset, e.g. 2026-01-31T00:00:00Z, got {value!r}"
+        )
     return to_epoch_ms(value)
 
 

@@ -35,10 +35,8 @@ class Watermarks:
         """Messages between what was processed and the end; None if unknown yet."""
         if highwater is None:
             return None
-        if tp in self.last_offset:
-            nxt = self.last_offset[tp] + 1
-        else:
-            nxt = committed if committed is not None else 0
+        # Nothing processed since assignment: the resume point is the committed offset.
+        nxt = self.last_offset[tp] + 1 if tp in self.last_offset else committed or 0
         return max(0, highwater - nxt)
 
     def now_for(

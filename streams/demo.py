@@ -15,9 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from collections import Counter
 from typing import Any
 
 import orjson
@@ -47,7 +47,8 @@ def describe(ce: dict[str, Any], colour: bool = False) -> str:
     elif kind == "delivery_late":
         why = f"delivered {ev['minutes_late']:.0f} min late (order {ev['order_id']})"
     elif kind == "frequency_drop":
-        why = f"{ev['recent_orders']} orders in {ev['recent_window_days']:g} d vs baseline {ev['baseline_orders_per_30d']:.1f}/30 d"
+        why = (f"{ev['recent_orders']} orders in {ev['recent_window_days']:g} d "
+               f"vs baseline {ev['baseline_orders_per_30d']:.1f}/30 d")
     else:
         why = ", ".join(f"{k}={v}" for k, v in ev.items())
     label = f"{kind}/{d['stage']}" if d["stage"] != "now" else kind
@@ -120,8 +121,8 @@ async def _run(settings: Settings, duration: float | None, customers: int, rate:
             if total != reported:
                 reported = total
                 kinds = ", ".join(f"{k}={n}" for k, n in history_kinds.most_common())
-                print(f"-- history: {total} triggers with event time before the demo started ({kinds}); "
-                      "live ones are printed in full", flush=True)
+                print(f"-- history: {total} triggers with event time before the demo started "
+                      f"({kinds}); live ones are printed in full", flush=True)
 
     tasks = [asyncio.create_task(f()) for f in (traffic, show, summarise_history)]
     try:
@@ -145,7 +146,9 @@ async def _run(settings: Settings, duration: float | None, customers: int, rate:
     return 0
 
 
-def run_demo(settings: Settings, duration: float | None, customers: int, rate: float, show_history: bool = False) -> int:
+def run_demo(
+    settings: Settings, duration: float | None, customers: int, rate: float, show_history: bool = False
+) -> int:
     broker: EmbeddedBroker | None = None
     if not settings.bootstrap:
         broker = EmbeddedBroker().start()

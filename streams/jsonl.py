@@ -18,9 +18,9 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
         if str(path) == "-":
             fh = sys.stdin.buffer
         elif p.suffix == ".gz":
-            fh = gzip.open(p, "rb")
+            fh = gzip.open(p, "rb")  # noqa: SIM115 - closed in the finally below
         else:
-            fh = open(p, "rb")  # noqa: SIM115 - closed below
+            fh = open(p, "rb")  # noqa: SIM115 - closed in the finally below
     except FileNotFoundError:
         raise CommandError(f"file not found: {path}") from None
     except IsADirectoryError:
@@ -28,8 +28,8 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
     except OSError as exc:
         raise CommandError(f"cannot open {path}: {exc.strerror}") from None
     try:
-        for n, line in enumerate(fh, 1):
-            line = line.strip()
+        for n, raw in enumerate(fh, 1):
+            line = raw.strip()
             if line:
                 yield n, line
     except (OSError, EOFError) as exc:

@@ -56,7 +56,7 @@ async def produce_file(settings: Settings, path: str) -> ProduceResult:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5)
     try:
         await asyncio.wait_for(producer.start(), 15)
-    except (KafkaError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, KafkaError, OSError):
         await producer.stop()
         raise CommandError(f"cannot reach the Kafka broker at {settings.bootstrap}") from None
     try:

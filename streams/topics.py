@@ -8,6 +8,7 @@ count wins; a mismatch is a clear error, not a crash inside Faust.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -20,7 +21,7 @@ async def _admin(bootstrap: str, timeout: float) -> AIOKafkaAdminClient:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout)
-    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, KafkaError, OSError) as exc:
         await admin.close()
         raise CommandError(
             f"cannot reach the Kafka broker at {bootstrap} ({type(exc).__name__}); "
@@ -58,10 +59,8 @@ async def ensure_topics(settings: Settings, timeout: float = 15.0) -> int:
               if name not in existing),
         ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker created them first
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
         return n
     finally:
         await admin.close()
