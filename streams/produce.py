@@ -23,6 +23,7 @@ from schemas.errors import CommandError
 from schemas.validator import parse_rfc3339
 from streams.jsonl import read_lines
 from streams.settings import Settings
+from streams.topics import quiet_connection_errors
 
 
 @dataclass
@@ -55,7 +56,8 @@ async def produce_file(settings: Settings, path: str) -> ProduceResult:
     result = ProduceResult()
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5)
     try:
-        await asyncio.wait_for(producer.start(), 15)
+        with quiet_connection_errors():
+            await asyncio.wait_for(producer.start(), 15)
     except (TimeoutError, KafkaError, OSError):
         await producer.stop()
         raise CommandError(f"cannot reach the Kafka broker at {settings.bootstrap}") from None

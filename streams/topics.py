@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Iterator
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -17,10 +19,23 @@ from schemas.errors import CommandError
 from streams.settings import Settings
 
 
+@contextlib.contextmanager
+def quiet_connection_errors() -> Iterator[None]:
+    """aiokafka logs each failed connection attempt; we report one clear line instead."""
+    log = logging.getLogger("aiokafka")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 async def _admin(bootstrap: str, timeout: float) -> AIOKafkaAdminClient:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
     try:
-        await asyncio.wait_for(admin.start(), timeout)
+        with quiet_connection_errors():
+            await asyncio.wait_for(admin.start(), timeout)
     except (TimeoutError, KafkaError, OSError) as exc:
         await admin.close()
         raise CommandError(

@@ -1,0 +1,252 @@
+"""The pure core, table-driven: events in, decisions out, time passed in explicitly."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detectors import CustomerState, DetectorConfig, Engine, PartitionCore
+from detectors.config import DAY_MS, HOUR_MS
+from detectors.envelope import encode, iso_ms, to_cloudevent
+from schemas import EventDecoder
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+DEC = EventDecoder()
+_counter = itertools.count(1)
+
+
+def ev(type_: str, cid: str, at: int, **fields: Any) -> dict[str, Any]:
+    _n = next(_counter)
+    base = {"event_id": fields.pop("event_id", f"e{_n}"), "type": type_, "customer_id": cid,
+            "occurred_at": iso_ms(at)}
+    if type_ == "order":
+        base.update(order_id=f"o{_n}", category="grocery", amount=20.0)
+    elif type_ in ("delivery", "courier_rating"):
+        base.update(order_id="o1")
+    base.update(fields)
+    return base
+
+
+def run(events: list[dict[str, Any]], until: int | None = None, cfg: DetectorConfig | None = None) -> list[Any]:
+    core = PartitionCore(Engine(cfg or DetectorConfig()), {})
+    out = []
+    for e in events:
+        decisions, _ = core.apply(DEC.validate(e))
+        out += decisions
+        out += core.advance(core.max_event)
+    if until is not None:
+        out += core.advance(until)
+    return out
+
+
+def kinds(decisions: list[Any]) -> list[tuple[str, str, int]]:
+    return [(d.kind, d.stage, d.time_ms) for d in decisions]
+
+
+@pytest.mark.parametrize(
+    ("category", "risk_days", "dormant_days"),
+    [("grocery", 7, 14), ("fashion", 30, 60), ("home", 60, 120), ("toys", 30, 90)],
+)
+def test_silence_stages_fire_at_the_favourite_category_windows(category, risk_days, dormant_days):
+    decisions = run([ev("order", "c", T0, category=category)], until=T0 + 400 * DAY_MS)
+    silence = [(k, s, t) for k, s, t in kinds(decisions) if k == "silence"]
+    assert silence == [
+        ("silence", "at_risk", T0 + risk_days * DAY_MS),
+        ("silence", "dormant", T0 + dormant_days * DAY_MS),
+        ("silence", "lost", T0 + 180 * DAY_MS),
+    ]
+    assert decisions[0].evidence["days_silent"] == risk_days
+    assert decisions[0].favourite_category == category
+
+
+def test_an_order_before_the_deadline_cancels_the_silence():
+    decisions = run([ev("order", "c", T0), ev("order", "c", T0 + 6 * DAY_MS)], until=T0 + 12 * DAY_MS)
+    assert kinds(decisions) == []
+
+
+def test_a_new_order_after_a_silence_starts_a_new_episode_with_new_ids():
+    events = [ev("order", "c", T0), ev("order", "c", T0 + 10 * DAY_MS)]
+    decisions = run(events, until=T0 + 18 * DAY_MS)
+    silences = [d for d in decisions if d.kind == "silence"]
+    assert [(d.stage, d.time_ms) for d in silences] == [
+        ("at_risk", T0 + 7 * DAY_MS), ("at_risk", T0 + 17 * DAY_MS)]
+    ids = {to_cloudevent(d, "v")["id"] for d in silences}
+    assert len(ids) == 2
+
+
+def test_favourite_category_is_the_most_ordered_one():
+    events = [ev("order", "c", T0, category="home"), ev("order", "c", T0 + HOUR_MS, category="home"),
+              ev("order", "c", T0 + 2 * HOUR_MS, category="grocery")]
+    decisions = run(events, until=T0 + 61 * DAY_MS)
+    first = decisions[0]
+    assert (first.kind, first.stage, first.favourite_category) == ("silence", "at_risk", "home")
+    assert first.time_ms == T0 + 2 * HOUR_MS + 60 * DAY_MS
+
+
+@pytest.mark.parametrize(("rating", "fires", "severity"), [(1, True, "high"), (2, True, "medium"), (3, False, None),
+                                                          (5, False, None)])
+def test_negative_courier_rating(rating, fires, severity):
+    decisions = run([ev("courier_rating", "c", T0, rating=rating, event_id="r1")])
+    if not fires:
+        assert decisions == []
+        return
+    (d,) = decisions
+    assert (d.kind, d.severity, d.family, d.caused_by, d.time_ms) == (
+        "negative_rating", severity, "service_recovery", "r1", T0)
+    assert d.evidence["rating"] == rating
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"status": "failed"}, "delivery_failed"),
+        ({"status": "returned"}, "delivery_failed"),
+        ({"status": "cancelled"}, None),
+        ({"status": "delivered"}, None),
+        ({"status": "delivered", "promised_at": iso_ms(T0), "delivered_at": iso_ms(T0 + 31 * 60_000)}, "delivery_late"),
+        ({"status": "delivered", "promised_at": iso_ms(T0), "delivered_at": iso_ms(T0 + 30 * 60_000)}, None),
+        ({"status": "delivered", "promised_at": iso_ms(T0), "delivered_at": iso_ms(T0 - 60_000)}, None),
+    ],
+)
+def test_delivery_outcomes(fields, expected):
+    decisions = run([ev("delivery", "c", T0, **fields)])
+    assert [d.kind for d in decisions] == ([expected] if expected else [])
+
+
+def test_late_delivery_evidence_says_how_late():
+    (d,) = run([ev("delivery", "c", T0, status="delivered", promised_at=iso_ms(T0),
+                   delivered_at=iso_ms(T0 + 95 * 60_000))])
+    assert d.evidence["minutes_late"] == 95.0
+
+
+def test_frequency_drop_fires_when_recent_rate_halves():
+    # weekly orders for ten weeks (baseline 1/7 per day), then nothing: the 30-day
+    # count falls to 2 (< 0.5 * 30/7 = 2.14) sixteen days after the last order.
+    last = T0 + 70 * DAY_MS
+    events = [ev("order", "c", T0 + w * 7 * DAY_MS, category="home") for w in range(11)]
+    decisions = run(events, until=last + 20 * DAY_MS)
+    assert kinds(decisions) == [("frequency_drop", "now", last + 16 * DAY_MS)]
+    assert decisions[0].evidence["recent_orders"] == 2
+    assert decisions[0].evidence["baseline_orders_per_30d"] == pytest.approx(30 / 7, abs=0.01)
+
+
+def test_frequency_drop_needs_enough_history():
+    events = [ev("order", "c", T0 + w * 7 * DAY_MS, category="home") for w in range(4)]
+    assert [d.kind for d in run(events, until=T0 + 40 * DAY_MS)] == []
+
+
+def test_duplicate_event_ids_are_applied_once():
+    core = PartitionCore(Engine(), {})
+    rating = DEC.validate(ev("courier_rating", "c", T0, rating=1, event_id="dup"))
+    first, outcome1 = core.apply(rating)
+    second, outcome2 = core.apply(rating)
+    assert (len(first), outcome1) == (1, "accepted")
+    assert (second, outcome2) == ([], "duplicate")
+
+
+def test_events_older_than_the_partition_clock_are_applied_and_reported_late():
+    core = PartitionCore(Engine(), {})
+    core.apply(DEC.validate(ev("order", "a", T0 + DAY_MS)))
+    core.advance(T0 + DAY_MS)
+    _, outcome = core.apply(DEC.validate(ev("order", "b", T0)))
+    assert outcome == "late"
+    assert core.store["b"].n_orders == 1
+
+
+def test_state_round_trips_through_its_encoding():
+    core = PartitionCore(Engine(), {})
+    for e in [ev("order", "c", T0, category="home"), ev("order", "c", T0 + DAY_MS, amount=99.5),
+              ev("courier_rating", "c", T0 + DAY_MS, rating=4)]:
+        core.apply(DEC.validate(e))
+    st = core.store["c"]
+    assert CustomerState.decode(st.encode()) == st
+    assert len(st.encode()) < 300
+
+
+def test_index_is_rebuilt_from_stored_state_after_recovery():
+    engine = Engine()
+    store: dict[str, CustomerState] = {}
+    core = PartitionCore(engine, store, partition=3)
+    core.apply(DEC.validate(ev("order", "c", T0)))
+    recovered = {k: CustomerState.decode(v.encode()) for k, v in store.items()}
+    fresh = PartitionCore(engine, recovered, partition=3)
+    assert fresh.rebuild(recovered.items()) == 1
+    assert [d.stage for d in fresh.advance(T0 + 7 * DAY_MS)] == ["at_risk"]
+    other = PartitionCore(engine, recovered, partition=4)  # a standby's or another partition's keys
+    assert other.rebuild(recovered.items()) == 0
+
+
+# -- properties -----------------------------------------------------------------
+
+customers = st.sampled_from(["a", "b", "c"])
+event_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["order", "order", "courier_rating", "delivery"]),
+        customers,
+        st.integers(0, 60 * 24),  # hours after T0
+        st.integers(1, 5),
+        st.sampled_from(["grocery", "fashion", "home"]),
+    ),
+    min_size=1, max_size=25,
+)
+
+
+def _events(spec: list[tuple[str, str, int, int, str]]) -> list[dict[str, Any]]:
+    out = []
+    for i, (t, cid, hours, n, cat) in enumerate(sorted(spec, key=lambda s: s[2])):
+        at = T0 + hours * HOUR_MS
+        e = {"event_id": f"p{i}", "type": t, "customer_id": cid, "occurred_at": iso_ms(at)}
+        if t == "order":
+            e.update(order_id=f"o{i}", category=cat, amount=float(n * 10))
+        elif t == "courier_rating":
+            e.update(order_id=f"o{i}", rating=n)
+        else:
+            e.update(order_id=f"o{i}", status=["delivered", "failed", "returned", "cancelled", "delivered"][n - 1])
+        out.append(e)
+    return out
+
+
+def _triggers(events: list[dict[str, Any]], ticks: list[int], until: int) -> list[bytes]:
+    core = PartitionCore(Engine(), {})
+    out = []
+    pending = sorted(ticks)
+    for e in events:
+        parsed = DEC.validate(e)
+        while pending and pending[0] <= parsed.ts:
+            out += core.advance(pending.pop(0))
+        out += core.apply(parsed)[0]
+    out += core.advance(until)
+    return sorted(encode(to_cloudevent(d, "v")) for d in out)
+
+
+@settings(max_examples=150, deadline=None)
+@given(spec=event_strategy, ticks=st.lists(st.integers(0, 90 * 24), max_size=10))
+def test_triggers_do_not_depend_on_when_the_clock_ticks(spec, ticks):
+    """Live ticks at arbitrary moments give the same triggers as a replay on event time."""
+    events = _events(spec)
+    until = T0 + 200 * DAY_MS
+    replayed = _triggers(events, [], until)
+    live = _triggers(events, [T0 + h * HOUR_MS for h in ticks], until)
+    assert live == replayed
+
+
+@settings(max_examples=100, deadline=None)
+@given(spec=event_strategy)
+def test_duplicated_delivery_changes_nothing(spec):
+    events = _events(spec)
+    until = T0 + 200 * DAY_MS
+    doubled = [e for e in events for _ in (0, 1)]
+    assert _triggers(doubled, [], until) == _triggers(events, [], until)
+
+
+@settings(max_examples=50, deadline=None)
+@given(spec=event_strategy)
+def test_same_events_give_the_same_bytes(spec):
+    events = _events(spec)
+    assert _triggers(events, [], T0 + 200 * DAY_MS) == _triggers(
+        orjson.loads(orjson.dumps(events)), [], T0 + 200 * DAY_MS)

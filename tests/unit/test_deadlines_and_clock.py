@@ -1,0 +1,84 @@
+"""The deadline index and the hybrid watermark, with explicit times (no clock reads)."""
+
+from __future__ import annotations
+
+import pytest
+
+from detectors.deadlines import DeadlineIndex
+from streams.clock import Watermarks
+
+
+def test_index_pops_only_due_customers_in_deadline_then_id_order():
+    idx = DeadlineIndex()
+    for cid, d in [("c", 30), ("a", 10), ("b", 10), ("d", 99)]:
+        idx.set(cid, d)
+    assert list(idx.pop_due(30)) == ["a", "b", "c"]
+    assert len(idx) == 1
+    assert idx.peek() == 99
+
+
+def test_index_moves_and_removes_deadlines_lazily():
+    idx = DeadlineIndex()
+    idx.set("a", 10)
+    idx.set("a", 50)          # moved later: the old heap entry is stale
+    idx.set("b", 20)
+    idx.set("b", None)        # removed
+    assert list(idx.pop_due(40)) == []
+    assert list(idx.pop_due(50)) == ["a"]
+    assert idx.peek() is None
+
+
+def test_index_compacts_stale_entries():
+    idx = DeadlineIndex()
+    for i in range(5000):
+        idx.set("same", i)
+    assert len(idx._heap) < 3000
+    assert list(idx.pop_due(10**9)) == ["same"]
+
+
+def test_sweep_cost_is_proportional_to_due_not_to_size():
+    idx = DeadlineIndex()
+    for i in range(100_000):
+        idx.set(f"c{i}", 1_000 + i)
+    popped = list(idx.pop_due(1_009))
+    assert popped == [f"c{i}" for i in range(10)]
+    # the untouched remainder is still a heap of 99,990 live entries
+    assert len(idx) == 99_990
+
+
+TOPICS = ("orders", "deliveries")
+
+
+def _wm(lag: int = 10) -> Watermarks:
+    return Watermarks(TOPICS, lag)
+
+
+def test_caught_up_partition_runs_on_wall_clock_even_without_traffic():
+    wm = _wm()
+    hw = {("orders", 0): 0, ("deliveries", 0): 0}
+    assert wm.now_for(0, 5_000, hw.get, lambda tp: None) == 5_000
+
+
+def test_unknown_end_offsets_do_not_advance_the_clock():
+    wm = _wm()
+    assert wm.now_for(0, 5_000, lambda tp: None, lambda tp: None) is None
+
+
+def test_lagging_partition_uses_event_time_of_the_slowest_lagging_topic():
+    wm = _wm(lag=10)
+    wm.observe("orders", 0, 99, 1_000)        # orders far behind (hw 500)
+    wm.observe("deliveries", 0, 99, 9_000)    # deliveries far behind too, but ahead in event time
+    hw = {("orders", 0): 500, ("deliveries", 0): 500}
+    assert wm.now_for(0, 50_000, hw.get, lambda tp: None) == 1_000
+    wm.observe("deliveries", 0, 499, 9_500)   # deliveries caught up: no longer holds the clock
+    assert wm.now_for(0, 50_000, hw.get, lambda tp: None) == 1_000
+    wm.observe("orders", 0, 495, 8_000)       # orders within the lag threshold: wall clock
+    assert wm.now_for(0, 50_000, hw.get, lambda tp: None) == 50_000
+
+
+@pytest.mark.parametrize(("committed", "expected"), [(None, None), (400, None), (495, 50_000)])
+def test_restarted_worker_with_backlog_does_not_jump_to_wall_clock(committed, expected):
+    # Nothing processed since the restart: lag is measured from the committed offset.
+    wm = _wm(lag=10)
+    hw = {("orders", 0): 500, ("deliveries", 0): 0}
+    assert wm.now_for(0, 50_000, hw.get, lambda tp: committed if tp == ("orders", 0) else None) == expected

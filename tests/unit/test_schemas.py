@@ -1,0 +1,138 @@
+"""The compiled validators agree with the reference JSON Schema implementation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import EVENT_TYPES, EventDecoder, InvalidEvent, load_schema, schema_path
+from schemas.validator import compile_schema
+
+VALID: list[dict[str, Any]] = [
+    {"event_id": "e1", "type": "order", "customer_id": "c1", "occurred_at": "2026-01-02T03:04:05Z",
+     "order_id": "o1", "category": "grocery", "amount": 12.5, "currency": "EUR"},
+    {"event_id": "e2", "type": "order", "customer_id": "c1", "occurred_at": "2026-01-02T03:04:05.123456+02:00",
+     "order_id": "o1", "category": "home", "amount": 0},
+    {"event_id": "e3", "type": "delivery", "customer_id": "c1", "occurred_at": "2026-01-02T03:04:05Z",
+     "order_id": "o1", "status": "failed"},
+    {"event_id": "e4", "type": "delivery", "customer_id": "c1", "occurred_at": "2026-01-02T03:04:05Z",
+     "order_id": "o1", "status": "delivered", "promised_at": "2026-01-02T03:00:00Z",
+     "delivered_at": "2026-01-02T04:00:00-01:00"},
+    {"event_id": "e5", "type": "courier_rating", "customer_id": "c1", "occurred_at": "2026-01-02T03:04:05Z",
+     "order_id": "o1", "rating": 1, "courier_id": "k", "comment": "late again"},
+    {"event_id": "e6", "type": "consent", "customer_id": "c1", "occurred_at": "2026-01-02T03:04:05Z",
+     "channel": "all", "granted": False},
+]
+
+INVALID: list[tuple[dict[str, Any], str]] = [
+    ({**VALID[0], "amount": -1}, "negative amount"),
+    ({**VALID[0], "amount": "12"}, "amount as string"),
+    ({**VALID[0], "occurred_at": "2026-01-02T03:04:05"}, "timestamp without offset"),
+    ({**VALID[0], "occurred_at": "yesterday"}, "not a timestamp"),
+    ({k: v for k, v in VALID[0].items() if k != "category"}, "missing category"),
+    ({**VALID[0], "currency": "euro"}, "bad currency code"),
+    ({**VALID[0], "customer_id": ""}, "empty customer id"),
+    ({**VALID[2], "status": "lost"}, "unknown delivery status"),
+    ({**VALID[4], "rating": 6}, "rating above 5"),
+    ({**VALID[4], "rating": 0}, "rating below 1"),
+    ({**VALID[4], "rating": 2.5}, "fractional rating"),
+    ({**VALID[4], "rating": True}, "boolean rating"),
+    ({**VALID[5], "granted": "yes"}, "granted as string"),
+    ({**VALID[5], "channel": "fax"}, "unknown channel"),
+]
+
+
+def _reference(doc: dict[str, Any]) -> bool:
+    schema = load_schema(EVENT_TYPES[doc["type"]])
+    checker = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    return checker.is_valid(doc)
+
+
+@pytest.mark.parametrize("doc", VALID, ids=lambda d: d["event_id"])
+def test_valid_events_pass_both_validators(doc):
+    assert _reference(doc)
+    ev = EventDecoder().decode(orjson.dumps(doc))
+    assert (ev.event_id, ev.type, ev.customer_id) == (doc["event_id"], doc["type"], doc["customer_id"])
+
+
+@pytest.mark.parametrize(("doc", "why"), INVALID, ids=[w for _, w in INVALID])
+def test_invalid_events_fail_both_validators(doc, why):
+    with pytest.raises(InvalidEvent) as info:
+        EventDecoder().decode(orjson.dumps(doc))
+    assert info.value.reason == "schema"
+    if why not in ("timestamp without offset", "not a timestamp"):  # format is annotation-only in jsonschema's default
+        assert not _reference(doc)
+
+
+def test_occurred_at_becomes_exact_epoch_milliseconds():
+    ev = EventDecoder().decode(orjson.dumps({**VALID[1]}))
+    assert ev.ts == 1767315845123  # 2026-01-02T01:04:05.123Z
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "malformed_json"),
+        (b"NaN", "malformed_json"),
+        (b'"a string"', "not_an_object"),
+        (b'{"type": "refund", "event_id": "x"}', "unknown_type"),
+        (b"{}", "unknown_type"),
+        (b"[" * 5000 + b"]" * 5000, "malformed_json"),
+    ],
+)
+def test_undecodable_messages_get_a_reason(raw, reason):
+    with pytest.raises(InvalidEvent) as info:
+        EventDecoder().decode(raw)
+    assert info.value.reason == reason
+
+
+def test_future_and_ancient_times_are_rejected_with_now_passed_in():
+    dec = EventDecoder(max_future_skew_ms=60_000)
+    ev = VALID[0]
+    now = 1767323045000  # 2026-01-02T03:04:05Z
+    assert dec.decode(orjson.dumps(ev), now_ms=now).ts == now
+    with pytest.raises(InvalidEvent) as info:
+        dec.decode(orjson.dumps(ev), now_ms=now - 61_000)
+    assert info.value.reason == "future_time"
+    with pytest.raises(InvalidEvent) as info:
+        dec.decode(orjson.dumps({**ev, "occurred_at": "1985-01-01T00:00:00Z"}))
+    assert info.value.reason == "ancient_time"
+
+
+def test_oversized_messages_are_rejected_before_parsing():
+    dec = EventDecoder(max_message_bytes=100)
+    with pytest.raises(InvalidEvent) as info:
+        dec.decode(b"x" * 101)
+    assert info.value.reason == "too_large"
+
+
+def test_every_schema_file_is_valid_2020_12_and_compiles():
+    for path in sorted(schema_path("").glob("*.json")):
+        schema = json.loads(path.read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        compile_schema(schema, path.name)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=st.sampled_from(VALID), field=st.sampled_from(
+    ["amount", "rating", "status", "channel", "granted", "category", "currency", "order_id", "comment", "x"]),
+    value=json_values)
+def test_compiled_validator_agrees_with_reference_on_mutations(base, field, value):
+    doc = {**base, field: value}
+    schema = load_schema(EVENT_TYPES[doc["type"]])
+    ours = compile_schema(schema)(doc, "$") is None
+    assert ours == jsonschema.Draft202012Validator(schema).is_valid(doc)
