@@ -20,7 +20,8 @@ from faust.serializers import codecs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from detectors import CustomerState
-from streams.metrics import Metrics
+from streams.health import broker_reachable
+from streams.metrics import Metrics, faust_monitor
 from streams.runtime import Runtime, headers_list
 from streams.settings import Settings
 
@@ -53,8 +54,18 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("churn-signals")
+    except PackageNotFoundError:  # running from a source tree without install
+        return "unknown"
+
+
 def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faust.App, Runtime]:
     metrics = metrics or Metrics()
+    metrics.initialise(settings.topics.inputs, _version(), settings.detector.version)
     t = settings.topics
     app = faust.App(
         settings.app_id,
@@ -76,6 +87,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
     )
+    # Faust's sensor metrics go to our registry: one /metrics page serves both.
+    app.monitor = faust_monitor(metrics.registry)
     table = app.Table(
         "customers", default=None, partitions=settings.partitions,
         schema=faust.Schema(key_serializer="churn_utf8", value_serializer="churn_state"),
@@ -120,10 +133,34 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
 
         for partition, now in runtime.tick_times(owned, highwater, committed).items():
             await clock.send(key=None, value=b'{"now":%d}' % now, partition=partition)
+        runtime.record_consumer_lag(owned, highwater, committed)
 
-    @app.timer(10.0)
+    broker_ok = {"reachable": False}
+
+    def readiness() -> dict[str, Any]:
+        owned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == t.clock)
+        recovered = app.tables.recovery.completed.is_set()
+        ready = bool(owned) and not app.rebalancing and recovered and broker_ok["reachable"]
+        metrics.ready.set(1 if ready else 0)
+        return {"ready": ready, "partitions": owned, "recovered": recovered,
+                "rebalancing": bool(app.rebalancing), "broker_reachable": broker_ok["reachable"]}
+
+    @app.task
+    async def first_broker_check() -> None:
+        broker_ok["reachable"] = await broker_reachable(settings.bootstrap or "")
+
+    @app.timer(5.0)
+    async def broker_check() -> None:
+        reachable = await broker_reachable(settings.bootstrap or "")
+        if reachable != broker_ok["reachable"]:
+            log.log(logging.INFO if reachable else logging.WARNING,
+                    "broker %s", "reachable again" if reachable else "unreachable (ApiVersions failed)")
+        broker_ok["reachable"] = reachable
+
+    @app.timer(5.0)
     async def gauges() -> None:
         runtime.refresh_gauges()
+        readiness()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
@@ -140,9 +177,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        owned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == t.clock)
-        ready = bool(owned) and not app.rebalancing and app.tables.recovery.completed.is_set()
-        body = {"ready": ready, "partitions": owned}
-        return web.json(body, status=200 if ready else 503)
+        """Ready = active partitions assigned, table state recovered, broker answering."""
+        body = readiness()
+        return web.json(body, status=200 if body["ready"] else 503)
 
     return app, runtime

@@ -1,12 +1,39 @@
 """Prometheus metrics of the worker, built on an injected CollectorRegistry.
 
-Label values are bounded sets (topics, outcomes, kinds, reasons): never a
-customer id.
+Every name carries its unit (`_seconds`, `_messages`, `_total` for counters).
+Label values are bounded sets (topic names, partition numbers, outcomes,
+kinds, decisions, DLQ reasons, holdout groups): never a customer id, an event
+id or any other per-customer value. `docs/operations.md` is the reference
+table; `deploy/` queries these names and a test proves every query returns
+series from a real worker.
+
+Faust's own sensor metrics (`faust_*`) are registered on the same registry by
+`faust_monitor`, so one `/metrics` page serves both.
+
+Must never: read the clock or touch Kafka; the shell sets values.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: Label values created at start-up with value 0, so rates, ratios and alerts
+#: have a series to work on before the first occurrence (a missing series is
+#: not a zero in PromQL).
+EVENT_OUTCOMES = ("accepted", "duplicate", "late", "invalid")
+RETURN_GROUPS = ("treatment", "holdout")
+
+#: Prefix of Faust's sensor metrics on /metrics (Faust's default is the app id,
+#: which differs per deployment; a fixed prefix keeps dashboards portable).
+FAUST_PREFIX = "faust"
+
+# Event-time lag spans sub-second (live) to days (a backlog or a late producer).
+_LAG_BUCKETS = (0.5, 1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400)
+# Per-event work is tens of microseconds; a sweep can be large after an outage.
+_FAST_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)
+_SWEEP_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 
 
 class Metrics:
@@ -21,9 +48,21 @@ class Metrics:
             "churn_triggers_total", "Trigger decisions by kind and decision "
             "(emitted, or the suppression reason).", ["kind", "decision"], registry=r,
         )
+        self.returns = Counter(
+            "churn_returns_total", "Customers who ordered again after a win-back trigger, by holdout group "
+            "(treatment or holdout).", ["group"], registry=r,
+        )
         self.dlq = Counter(
             "churn_dlq_messages_total", "Messages sent to the dead-letter topic by reason.",
             ["reason"], registry=r,
+        )
+        self.event_lag = Histogram(
+            "churn_event_time_lag_seconds", "Wall-clock time minus event time (occurred_at) when an input "
+            "event is processed.", buckets=_LAG_BUCKETS, registry=r,
+        )
+        self.detection_seconds = Histogram(
+            "churn_detection_duration_seconds", "Time to decode, detect and route one input message.",
+            buckets=_FAST_BUCKETS, registry=r,
         )
         self.watermark = Gauge(
             "churn_watermark_seconds", "Clock (epoch seconds) each owned partition was last advanced to.",
@@ -35,7 +74,56 @@ class Metrics:
         self.deadlines = Gauge(
             "churn_deadlines_pending", "Deadlines pending in the index of this worker's partitions.", registry=r,
         )
+        self.overdue = Gauge(
+            "churn_deadlines_overdue", "Deadlines more than the grace period past the wall clock and not "
+            "fired yet (silence that should have been detected).", registry=r,
+        )
+        self.overdue_age = Gauge(
+            "churn_deadline_overdue_seconds", "Age of the oldest unfired deadline past the wall clock "
+            "(0 when none is due).", registry=r,
+        )
         self.sweep_seconds = Histogram(
             "churn_sweep_duration_seconds", "Time to fire the due deadlines of one clock tick.",
-            buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0), registry=r,
+            buckets=_SWEEP_BUCKETS, registry=r,
         )
+        self.consumer_lag = Gauge(
+            "churn_consumer_lag_messages", "End offset minus committed offset of each input partition "
+            "this worker actively owns.", ["topic", "partition"], registry=r,
+        )
+        self.ready = Gauge(
+            "churn_worker_ready", "1 when /readyz reports ready (partitions assigned, state recovered, "
+            "broker reachable), else 0.", registry=r,
+        )
+        self.info = Gauge(
+            "churn_worker_info", "Always 1; labels say which build and detector configuration runs.",
+            ["version", "config_version"], registry=r,
+        )
+
+    def initialise(self, input_topics: tuple[str, ...], version: str, config_version: str) -> None:
+        """Create the zero series of every bounded label value known at start-up."""
+        for topic in input_topics:
+            for outcome in EVENT_OUTCOMES:
+                self.events.labels(topic, outcome)
+        for group in RETURN_GROUPS:
+            self.returns.labels(group)
+        self.info.labels(version, config_version).set(1)
+
+    def set_partition_gauge(self, gauge: Gauge, values: dict[tuple[str, ...], float]) -> None:
+        """Replace a labelled gauge's series with `values`: series of revoked partitions go away."""
+        current = {tuple(s.labels.values()) for m in gauge.collect() for s in m.samples}
+        for labels in current - set(values):
+            gauge.remove(*labels)
+        for labels, value in values.items():
+            gauge.labels(*labels).set(value)
+
+
+def faust_monitor(registry: CollectorRegistry) -> Any:
+    """Faust's Prometheus sensor, on our registry instead of the global one.
+
+    `faust.sensors.prometheus.setup_prometheus_sensors` would also register its
+    own /metrics page and default to the process-global registry; we need the
+    sensor alone so our page serves both metric sets from one registry.
+    """
+    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+
+    return PrometheusMonitor(metrics=FaustMetrics.create(registry, FAUST_PREFIX))

@@ -16,7 +16,7 @@ from detectors import CustomerState, Decision, Engine, PartitionCore
 from detectors.envelope import CONTENT_TYPE, encode, to_cloudevent
 from schemas import EventDecoder, InvalidEvent
 from streams.clock import TP, Watermarks
-from streams.metrics import Metrics
+from streams.metrics import RETURN_GROUPS, Metrics
 from streams.settings import Settings
 
 Headers = list[tuple[str, bytes]]
@@ -49,6 +49,9 @@ class Runtime:
         self.wall_ms = wall_ms
         self.cores: dict[int, PartitionCore] = {}
         self.watermarks = Watermarks(self.topics.inputs, settings.caught_up_lag)
+        # A deadline this far past the wall clock is overdue: ticks come every
+        # tick_interval, so anything older means silence is not being fired.
+        self.overdue_grace_ms = max(60_000, int(settings.tick_interval_s * 10_000))
 
     # -- partitions ---------------------------------------------------------
     def core(self, partition: int) -> PartitionCore:
@@ -62,16 +65,27 @@ class Runtime:
     def revoke_all(self) -> None:
         """Drop derived per-partition indexes; rebuilt from the table on next use."""
         self.cores.clear()
+        # Per-partition series of partitions this worker may no longer own must not linger.
+        self.metrics.watermark.clear()
+        self.metrics.consumer_lag.clear()
 
     # -- messages -----------------------------------------------------------
     def on_input(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
         timestamp: float | None = None, headers: Iterable[tuple[str, bytes]] = (),
     ) -> list[Outgoing]:
+        with self.metrics.detection_seconds.time():
+            return self._on_input(topic, partition, offset, key, value, timestamp, headers)
+
+    def _on_input(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+        timestamp: float | None, headers: Iterable[tuple[str, bytes]],
+    ) -> list[Outgoing]:
+        wall = self.wall_ms()
         try:
             if value is None:
                 raise InvalidEvent("empty", "message has no value (tombstone)", "decode")
-            ev = self.decoder.decode(value, now_ms=self.wall_ms())
+            ev = self.decoder.decode(value, now_ms=wall)
             if key is not None and key != ev.customer_id.encode():
                 raise InvalidEvent(
                     "key_mismatch", "message key must equal customer_id (state is partitioned by customer)",
@@ -83,6 +97,7 @@ class Runtime:
             self.metrics.dlq.labels(exc.reason).inc()
             return [self._dead_letter(exc, topic, partition, offset, key, value, timestamp, headers)]
         self.watermarks.observe(topic, partition, offset, ev.ts)
+        self.metrics.event_lag.observe(max(0, wall - ev.ts) / 1000)
         decisions, outcome = self.core(partition).apply(ev)
         self.metrics.events.labels(topic, outcome).inc()
         return self._route(decisions)
@@ -113,8 +128,33 @@ class Runtime:
                 out[p] = now
         return out
 
+    def record_consumer_lag(
+        self,
+        partitions: Iterable[int],
+        highwater: Callable[[TP], int | None],
+        committed: Callable[[TP], int | None],
+    ) -> None:
+        """End offset minus committed offset of each input partition actively owned."""
+        values: dict[tuple[str, ...], float] = {}
+        for p in partitions:
+            for topic in self.topics.inputs:
+                end = highwater((topic, p))
+                if end is not None:
+                    values[(topic, str(p))] = max(0, end - (committed((topic, p)) or 0))
+        self.metrics.set_partition_gauge(self.metrics.consumer_lag, values)
+
     def refresh_gauges(self) -> None:
         self.metrics.deadlines.set(sum(len(c.index) for c in self.cores.values()))
+        # peek() is O(1) amortised; the O(n) count runs only when something is overdue.
+        limit = self.wall_ms() - self.overdue_grace_ms
+        overdue, oldest = 0, None
+        for c in self.cores.values():
+            first = c.index.peek()
+            if first is not None and first <= limit:
+                overdue += c.index.overdue(limit)
+                oldest = first if oldest is None else min(oldest, first)
+        self.metrics.overdue.set(overdue)
+        self.metrics.overdue_age.set(0 if oldest is None else (limit + self.overdue_grace_ms - oldest) / 1000)
         owned = set(self.cores)
         self.metrics.customers.set(sum(1 for _, st in self.store.items() if st.partition in owned))
 
@@ -124,6 +164,8 @@ class Runtime:
         for d in decisions:
             topic = self.topics.triggers if d.emitted else self.topics.audit
             self.metrics.triggers.labels(d.kind, "emitted" if d.emitted else str(d.suppressed)).inc()
+            if d.kind == RETURNED:
+                self.metrics.returns.labels(return_group(d)).inc()
             out.append(
                 Outgoing(
                     topic,
@@ -148,6 +190,15 @@ class Runtime:
             ("dlq.stage", exc.stage.encode()),
         ]
         return Outgoing(self.topics.dlq, key, value, [*list(headers), *error_headers], timestamp)
+
+
+RETURNED = "customer_returned"
+
+
+def return_group(d: Decision) -> str:
+    """Holdout group of a customer_returned decision: its `group` field, or the evidence's."""
+    group = getattr(d, "group", None) or d.evidence.get("group")
+    return group if group in RETURN_GROUPS else "unknown"
 
 
 def headers_list(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None) -> Headers:

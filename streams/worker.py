@@ -7,6 +7,7 @@ import logging
 from dataclasses import replace
 
 from streams.broker import EmbeddedBroker
+from streams.logs import logging_config
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -29,7 +30,8 @@ def run_worker(settings: Settings) -> int:
         partitions = loop.run_until_complete(ensure_topics(settings))
         settings = replace(settings, partitions=partitions)
         app, _ = create_app(settings)
-        worker = faust.Worker(app, loglevel=settings.log_level, loop=loop, quiet=True)
+        worker = faust.Worker(app, loglevel=settings.log_level, loop=loop, quiet=True,
+                              logging_config=logging_config(settings.log_format, settings.log_level))
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
