@@ -11,10 +11,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
-
-import orjson
 
 from schemas.decode import to_epoch_ms
 from schemas.errors import ChurnSignalsError, CommandError
@@ -79,15 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
              "Publish a JSON Lines event log (.gz accepted, - for stdin) to the input topics, each event to "
              "the topic of its type, key = customer_id, timestamp = occurred_at. Needs KAFKA_BOOTSTRAP_SERVERS.")
     pr.add_argument("file", help="JSON Lines file")
+    pr.add_argument("--rate", type=float, help="at most this many events per second (default: as fast as the "
+                    "broker takes them)")
+    pr.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
+                    help="progress bar on stderr: auto = only on a terminal (default)")
 
-    r = add("replay", "run the detector offline over a JSON Lines log",
-            "Replay a JSON Lines event log through the same detector core, on an event-time clock. "
-            "Invalid lines are reported on stderr (count and line numbers) and skipped.")
-    r.add_argument("file", help="JSON Lines file (.gz accepted, - for stdin)")
-    r.add_argument("--until", type=_parse_time, help="advance the clock to this RFC 3339 time at the end "
-                   "so due silence deadlines fire")
-    r.add_argument("--out", help="write triggers here as JSON Lines (structured CloudEvents); default stdout")
-    r.add_argument("--snapshot-out", help="write one JSON line per customer: state summary and risk score")
+    # replay, shadow, diff, explain: the data-engineering commands (streams/dataeng.py)
+    from streams import dataeng
+
+    dataeng.add_commands(add, _parse_time)
     return p
 
 
@@ -119,9 +116,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_demo(settings, args.duration, args.customers, args.rate, args.show_history)
     if args.command == "produce":
-        return _produce(settings, args.file)
-    if args.command == "replay":
-        return _replay(settings, args)
+        return _produce(settings, args.file, args.rate, args.progress)
+    if args.command in ("replay", "shadow", "diff", "explain"):
+        from streams import dataeng
+
+        return dataeng.run(settings, args)
     raise CommandError(f"unknown command {args.command}")  # pragma: no cover - argparse rejects it
 
 
@@ -147,7 +146,7 @@ def _broker(port: int) -> int:
     return 0
 
 
-def _produce(settings: Settings, path: str) -> int:
+def _produce(settings: Settings, path: str, rate: float | None = None, progress: str = "auto") -> int:
     from streams.produce import produce_file, report
 
     if not settings.bootstrap:
@@ -156,39 +155,7 @@ def _produce(settings: Settings, path: str) -> int:
     from streams.topics import ensure_topics
 
     asyncio.run(ensure_topics(settings))
-    return report(asyncio.run(produce_file(settings, path)))
-
-
-def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from detectors.envelope import encode
-    from streams.replay import replay, snapshots
-
-    out_path = Path(args.out) if args.out else None
-    if out_path and out_path.parent and not out_path.parent.exists():
-        raise CommandError(f"output folder {out_path.parent} does not exist")
-    out = open(out_path, "wb") if out_path else sys.stdout.buffer  # noqa: SIM115 - closed below
-    try:
-        result = replay(args.file, settings.detector, args.until,
-                        on_trigger=lambda ce: out.write(encode(ce) + b"\n"))
-    finally:
-        if out is not sys.stdout.buffer:
-            out.close()
-        else:
-            out.flush()
-    if args.snapshot_out:
-        now = args.until if args.until is not None else result.clock
-        with open(args.snapshot_out, "wb") as fh:
-            for row in snapshots(settings.detector, result, now):
-                fh.write(orjson.dumps(row) + b"\n")
-    valid = sum(n for k, n in result.outcomes.items() if k != "invalid")
-    print(f"replayed {valid} events, {len(result.triggers)} triggers, {len(result.invalid)} invalid lines",
-          file=sys.stderr)
-    if result.invalid:
-        for line_no, reason, message in result.invalid[:20]:
-            print(f"  line {line_no}: {reason}: {message}", file=sys.stderr)
-        if len(result.invalid) > 20:
-            print(f"  ... and {len(result.invalid) - 20} more", file=sys.stderr)
-    return 0
+    return report(asyncio.run(produce_file(settings, path, rate=rate, progress=progress)))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,17 @@ _COLOURS = {"high": "\033[31m", "medium": "\033[33m", "low": "\033[36m", "info":
 def describe(ce: dict[str, Any], colour: bool = False) -> str:
     """One readable line for a trigger CloudEvent."""
     d = ce["data"]
+    why = reason(ce)
+    label = f"{d['kind']}/{d['stage']}" if d["stage"] != "now" else d["kind"]
+    head = f"{d['event_time'][:19].replace('T', ' ')}  {d['customer_id']:<11} {label:<18} {d['severity']:<6}"
+    if colour:
+        head = f"{_COLOURS.get(d['severity'], '')}{head}\033[0m"
+    return f"{head} {why}  [{d['family']}, fav={d['favourite_category'] or '-'}]"
+
+
+def reason(ce: dict[str, Any]) -> str:
+    """Why a trigger fired, in words, from its evidence."""
+    d = ce["data"]
     ev = d["evidence"]
     kind = d["kind"]
     if kind == "silence":
@@ -51,11 +62,7 @@ def describe(ce: dict[str, Any], colour: bool = False) -> str:
                f"vs baseline {ev['baseline_orders_per_30d']:.1f}/30 d")
     else:
         why = ", ".join(f"{k}={v}" for k, v in ev.items())
-    label = f"{kind}/{d['stage']}" if d["stage"] != "now" else kind
-    head = f"{d['event_time'][:19].replace('T', ' ')}  {d['customer_id']:<11} {label:<18} {d['severity']:<6}"
-    if colour:
-        head = f"{_COLOURS.get(d['severity'], '')}{head}\033[0m"
-    return f"{head} {why}  [{d['family']}, fav={d['favourite_category'] or '-'}]"
+    return why
 
 
 async def _run(settings: Settings, duration: float | None, customers: int, rate: float, show_history: bool) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -21,8 +22,9 @@ from schemas import EVENT_TYPES
 from schemas.decode import to_epoch_ms
 from schemas.errors import CommandError
 from schemas.validator import parse_rfc3339
-from streams.jsonl import read_lines
+from streams.progress import Progress
 from streams.settings import Settings
+from streams.sources import FileSource
 from streams.topics import quiet_connection_errors
 
 
@@ -30,6 +32,7 @@ from streams.topics import quiet_connection_errors
 class ProduceResult:
     sent: Counter[str] = field(default_factory=Counter)
     unroutable: list[tuple[int, str]] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 def route(settings: Settings, raw: bytes) -> tuple[str, bytes, int | None] | str:
@@ -51,9 +54,17 @@ def route(settings: Settings, raw: bytes) -> tuple[str, bytes, int | None] | str
     return settings.topics.for_event_type(type_), cid.encode(), ts_ms
 
 
-async def produce_file(settings: Settings, path: str) -> ProduceResult:
+async def produce_file(settings: Settings, path: str, rate: float | None = None,
+                       progress: str = "never") -> ProduceResult:
+    """Send every routable line; `rate` caps events per second (a backfill must not swamp live traffic)."""
     assert settings.bootstrap
+    if rate is not None and rate <= 0:
+        raise CommandError(f"--rate must be positive, got {rate:g}")
     result = ProduceResult()
+    source = FileSource(path)
+    bar = Progress(source.progress, label=f"produce {path}", mode=progress)
+    started = time.monotonic()
+    sent = 0
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5)
     try:
         with quiet_connection_errors():
@@ -63,7 +74,8 @@ async def produce_file(settings: Settings, path: str) -> ProduceResult:
         raise CommandError(f"cannot reach the Kafka broker at {settings.bootstrap}") from None
     try:
         pending = []
-        for line_no, raw in read_lines(path):
+        batch = 1000 if rate is None else max(1, min(1000, int(rate / 10)))
+        for line_no, raw in source.lines():
             r = route(settings, raw)
             if isinstance(r, str):
                 result.unroutable.append((line_no, r))
@@ -71,18 +83,29 @@ async def produce_file(settings: Settings, path: str) -> ProduceResult:
             topic, key, ts_ms = r
             pending.append(await producer.send(topic, raw, key=key, timestamp_ms=ts_ms))
             result.sent[topic] += 1
-            if len(pending) >= 1000:
+            sent += 1
+            if len(pending) >= batch:
                 await asyncio.gather(*pending)
                 pending.clear()
+                bar.update(sent)
+                if rate is not None:
+                    # Token bucket over the whole run: sleep until `sent` events are due.
+                    ahead = sent / rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
+        bar.close(sent)
+    result.seconds = time.monotonic() - started
     return result
 
 
 def report(result: ProduceResult) -> int:
     total = sum(result.sent.values())
     print(f"sent {total} events: " + ", ".join(f"{t}={n}" for t, n in sorted(result.sent.items())))
+    if result.seconds > 0:
+        print(f"in {result.seconds:.1f}s ({total / result.seconds:,.0f} events/s)", file=sys.stderr)
     if result.unroutable:
         lines = ", ".join(str(n) for n, _ in result.unroutable[:20])
         more = " ..." if len(result.unroutable) > 20 else ""

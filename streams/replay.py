@@ -1,33 +1,191 @@
-"""Offline replay: the live core over a JSON Lines log, on an event-time clock.
+"""Offline replay: the live core over files or a topic range, on an event-time clock.
 
-The same Engine and PartitionCore as the worker. The clock follows the event
-time (the highest occurred_at seen); `until` advances it at the end so due
-silence deadlines fire. Invalid lines are reported with their line numbers,
-never dropped silently and never fatal.
+The same Engine and PartitionCore as the worker. The clock follows event time:
+after each event it advances to the highest event time applied, so deadlines
+fire as they would live, and `until` advances it at the end so silence that
+became due by then fires too.
+
+Untidy input is handled, never dropped silently:
+- events up to `lateness` out of order are put back in event-time order by a
+  reorder buffer (a heap released once the highest event time seen is
+  `lateness` past them); events later than that are applied all the same and
+  reported as `late` (exactly what the live worker does with them);
+- invalid lines and messages become `Reject`s with where they came from and why;
+- events after `until` are not applied and are counted; triggers before
+  `from` are computed (their events build the state) but not written, and
+  counted.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from detectors import CustomerState, Decision, DetectorConfig, Engine, PartitionCore
-from detectors.envelope import to_cloudevent
+from detectors.envelope import iso_ms, to_cloudevent
 from detectors.snapshot import summary
-from schemas import EventDecoder, InvalidEvent
-from streams.jsonl import read_lines
+from schemas import Event, EventDecoder
+from streams.progress import Progress
+from streams.sources import FileSource, Item, Reject
+
+LATE = "late"
+#: How many late events and rejects a result keeps for the report (all are counted).
+KEEP = 1000
+
+Observer = Callable[[Event | None, str, list[Decision], PartitionCore], None]
 
 
 @dataclass
 class ReplayResult:
-    triggers: list[dict[str, Any]] = field(default_factory=list)
-    invalid: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reason, message)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    events_by_type: Counter[str] = field(default_factory=Counter)
+    events: int = 0                                   # valid events applied
+    by_type: Counter[tuple[str, str]] = field(default_factory=Counter)      # (type, outcome)
+    triggers: Counter[tuple[str, str]] = field(default_factory=Counter)     # (kind, decision)
+    written: int = 0                                  # triggers passed on (inside the window)
+    before_from: int = 0                              # triggers with event time before --from
+    after_until: int = 0                              # events after --until, not applied
+    rejects: Counter[str] = field(default_factory=Counter)                  # reason -> count
+    reject_samples: list[Reject] = field(default_factory=list)
+    late: list[tuple[str, str, int, int]] = field(default_factory=list)     # (event_id, customer, ts, behind ms)
+    late_count: int = 0
+    reordered: int = 0                                # events the reorder buffer put back in order
     clock: int = 0
     states: dict[str, CustomerState] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejects.values())
+
+    @property
+    def outcomes(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for (_, outcome), n in self.by_type.items():
+            out[outcome] += n
+        return out
+
+
+class Replayer:
+    """One replay run. `on_trigger(cloudevent, decision)` receives triggers inside the window."""
+
+    def __init__(
+        self,
+        cfg: DetectorConfig | None = None,
+        *,
+        lateness_ms: int = 0,
+        from_ms: int | None = None,
+        until_ms: int | None = None,
+        on_trigger: Callable[[dict[str, Any], Decision], None] | None = None,
+        on_reject: Callable[[Reject], None] | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.cfg = cfg or DetectorConfig()
+        self.engine = Engine(self.cfg)
+        self.version = self.cfg.version
+        self.lateness_ms = lateness_ms
+        self.from_ms = from_ms
+        self.until_ms = until_ms
+        self.on_trigger = on_trigger
+        self.on_reject = on_reject
+        self.observer = observer
+        self.result = ReplayResult()
+        self.core = PartitionCore(self.engine, self.result.states)
+
+    def decoder(self) -> EventDecoder:
+        return EventDecoder()
+
+    # -- output -------------------------------------------------------------
+    def _emit(self, decisions: list[Decision]) -> None:
+        result, from_ms, version, sink = self.result, self.from_ms, self.version, self.on_trigger
+        for d in decisions:
+            result.triggers[(d.kind, "emit" if d.suppressed is None else "suppressed")] += 1
+            if from_ms is not None and d.time_ms < from_ms:
+                result.before_from += 1
+                continue
+            result.written += 1
+            if sink is not None:
+                sink(to_cloudevent(d, version), d)
+
+    def _reject(self, r: Reject) -> None:
+        res = self.result
+        res.rejects[r.reason] += 1
+        if len(res.reject_samples) < KEEP:
+            res.reject_samples.append(r)
+        if self.on_reject is not None:
+            self.on_reject(r)
+
+    # -- the fold -----------------------------------------------------------
+    def _apply(self, ev: Event) -> None:
+        core = self.core
+        decisions, outcome = core.apply(ev)
+        self.result.by_type[(ev.type, outcome)] += 1
+        if outcome == LATE:
+            res = self.result
+            res.late_count += 1
+            if len(res.late) < KEEP:
+                res.late.append((ev.event_id, ev.customer_id, ev.ts, core.clock - ev.ts))
+        if decisions:
+            self._emit(decisions)
+        fired = core.advance(core.max_event)
+        if fired:
+            self._emit(fired)
+        if self.observer is not None:
+            self.observer(ev, outcome, decisions, core)
+            if fired:
+                self.observer(None, "deadline", fired, core)
+
+    def run(self, items: Iterable[Item], progress: Progress | None = None) -> ReplayResult:
+        res = self.result
+        until, lateness = self.until_ms, self.lateness_ms
+        apply, reject = self._apply, self._reject
+        heap: list[tuple[int, int, Event]] = []
+        push, pop = heapq.heappush, heapq.heappop
+        seq = 0
+        high = 0             # highest event time seen (reorder buffer watermark + lateness)
+        released = 0         # event time of the last event released from the buffer
+        n = 0
+        for item in items:
+            if item.__class__ is Reject:
+                reject(item)  # type: ignore[arg-type]
+                continue
+            ev: Event = item  # type: ignore[assignment]
+            ts = ev.ts
+            if until is not None and ts > until:
+                res.after_until += 1
+                continue
+            n += 1
+            if progress is not None and not n & 4095:
+                progress.update(n)
+            if not lateness:
+                apply(ev)
+                continue
+            if ts < released:
+                apply(ev)   # later than the buffer allows: applied as late, reported
+                continue
+            if ts < high:
+                res.reordered += 1
+            else:
+                high = ts
+            push(heap, (ts, seq, ev))
+            seq += 1
+            limit = high - lateness
+            while heap and heap[0][0] <= limit:
+                released, _, first = pop(heap)
+                apply(first)
+        while heap:
+            apply(pop(heap)[2])
+        res.events = n
+        if until is not None:
+            fired = self.core.advance(until)
+            if fired:
+                self._emit(fired)
+                if self.observer is not None:
+                    self.observer(None, "deadline", fired, self.core)
+        res.clock = self.core.clock
+        if progress is not None:
+            progress.close(n)
+        return res
 
 
 def replay(
@@ -35,38 +193,65 @@ def replay(
     cfg: DetectorConfig | None = None,
     until_ms: int | None = None,
     on_trigger: Callable[[dict[str, Any]], None] | None = None,
+    lateness_ms: int = 0,
 ) -> ReplayResult:
-    cfg = cfg or DetectorConfig()
-    engine = Engine(cfg)
-    result = ReplayResult()
-    core = PartitionCore(engine, result.states)
-    decoder = EventDecoder()
-    version = cfg.version
-
-    def emit(decisions: list[Decision]) -> None:
-        for d in decisions:
-            ce = to_cloudevent(d, version)
-            result.triggers.append(ce)
-            if on_trigger:
-                on_trigger(ce)
-
-    for line_no, raw in read_lines(path):
-        try:
-            ev = decoder.decode(raw)
-        except InvalidEvent as exc:
-            result.invalid.append((line_no, exc.reason, str(exc)))
-            result.outcomes["invalid"] += 1
-            continue
-        decisions, outcome = core.apply(ev)
-        result.outcomes[outcome] += 1
-        result.events_by_type[ev.type] += 1
-        emit(decisions)
-        emit(core.advance(core.max_event))
-    if until_ms is not None:
-        emit(core.advance(until_ms))
-    result.clock = core.clock
-    return result
+    """Replay one JSON Lines file (convenience for tests and scripts)."""
+    sink = None if on_trigger is None else (lambda ce, _d: on_trigger(ce))
+    r = Replayer(cfg, until_ms=until_ms, lateness_ms=lateness_ms, on_trigger=sink)
+    return r.run(FileSource(path).items(r.decoder()))
 
 
 def snapshots(cfg: DetectorConfig, result: ReplayResult, now: int) -> list[dict[str, Any]]:
     return [summary(cfg, cid, st, now) for cid, st in sorted(result.states.items())]
+
+
+def _table(title: str, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
+    if not rows:
+        return [f"{title}: none"]
+    cells = [tuple(str(c) for c in header), *(tuple(str(c) for c in r) for r in rows)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+
+    def fmt(r: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+
+    return [f"{title}:", "  " + fmt(cells[0]), "  " + "  ".join("-" * w for w in widths),
+            *("  " + fmt(r) for r in cells[1:])]
+
+
+def summary_table(res: ReplayResult, sample: int = 10) -> str:
+    """The closing report: events by type and outcome, triggers by kind and decision, rejects."""
+    lines: list[str] = []
+    outcomes = sorted({o for _, o in res.by_type})
+    types = sorted({t for t, _ in res.by_type})
+    rows = [(t, *(res.by_type.get((t, o), 0) for o in outcomes), sum(res.by_type.get((t, o), 0) for o in outcomes))
+            for t in types]
+    if rows:
+        rows.append(("total", *(sum(res.by_type.get((t, o), 0) for t in types) for o in outcomes), res.events))
+    lines += _table("events", ("type", *outcomes, "total"), rows)
+    decisions = sorted({d for _, d in res.triggers})
+    kinds = sorted({k for k, _ in res.triggers})
+    rows = [(k, *(res.triggers.get((k, d), 0) for d in decisions), sum(res.triggers.get((k, d), 0) for d in decisions))
+            for k in kinds]
+    if rows:
+        rows.append(("total", *(sum(res.triggers.get((k, d), 0) for k in kinds) for d in decisions),
+                     sum(res.triggers.values())))
+    lines += _table("triggers", ("kind", *decisions, "total"), rows)
+    if res.before_from:
+        lines.append(f"  {res.before_from} triggers before --from were computed but not written")
+    if res.after_until:
+        lines.append(f"  {res.after_until} events after --until were not applied")
+    lines += _table("rejects", ("reason", "lines"), sorted(res.rejects.items()))
+    for r in res.reject_samples[:sample]:
+        lines.append(f"  {r.where()}: {r.reason}: {r.message}")
+    if res.rejected > sample:
+        lines.append(f"  ... and {res.rejected - sample} more")
+    if res.reordered:
+        lines.append(f"reordered: {res.reordered} events arrived out of order within the allowed lateness")
+    if res.late_count:
+        lines.append(f"late: {res.late_count} events arrived later than the allowed lateness; applied as late")
+        for eid, cid, ts, behind in res.late[:sample]:
+            lines.append(f"  event {eid} customer {cid} at {iso_ms(ts)}: {behind / 1000:.0f}s behind the clock")
+        if res.late_count > sample:
+            lines.append(f"  ... and {res.late_count - sample} more")
+    return "\n".join(lines)

@@ -23,7 +23,7 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> s
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("command", ["worker", "broker", "demo", "produce", "replay"])
+@pytest.mark.parametrize("command", ["worker", "broker", "demo", "produce", "replay", "shadow", "diff", "explain"])
 def test_every_command_has_help(command):
     r = cli(command, "--help")
     assert r.returncode == 0
@@ -98,10 +98,10 @@ def test_replay_reports_invalid_lines_and_writes_triggers_and_snapshots(tmp_path
     ])
     out, snap = tmp_path / "t.jsonl", tmp_path / "s.jsonl"
     r = cli("replay", str(log), "--until", "2026-01-09T10:00:00Z", "--out", str(out), "--snapshot-out", str(snap))
-    assert r.returncode == 0, r.stderr
-    assert "2 invalid lines" in r.stderr
-    assert "line 2: malformed_json" in r.stderr
-    assert "line 4: schema" in r.stderr
+    assert r.returncode == 1, r.stderr  # lines were rejected: the exit code says so
+    assert "2 rejected lines" in r.stderr
+    assert f"{log}:2: malformed_json" in r.stderr
+    assert f"{log}:4: schema" in r.stderr
     triggers = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert sorted((t["data"]["kind"], t["subject"]) for t in triggers) == [
         ("negative_rating", "c2"), ("silence", "c1")]

@@ -1,0 +1,183 @@
+"""Compare two sets of triggers: what a configuration change (or a code change) does.
+
+Triggers are matched by id. The id is a hash of customer, kind, episode and
+stage (detectors/envelope.py), so the same trigger under two configurations
+has the same id even when it fires at another time or with other evidence:
+
+    added      id only in B          (B fires a trigger A does not)
+    removed    id only in A
+    changed    same id, payload differs (the fields that differ are listed)
+
+`config_version` is left out of the comparison by default: it differs
+whenever the configurations differ, which is the point of a shadow run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.errors import CommandError
+from streams.sources import FileSource
+
+IGNORED = ("config_version",)
+
+
+@dataclass
+class TriggerSet:
+    label: str
+    by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
+    repeated: int = 0   # lines whose id was already seen (at-least-once copies); the last one wins
+
+    def add(self, ce: dict[str, Any]) -> None:
+        if ce["id"] in self.by_id:
+            self.repeated += 1
+        self.by_id[ce["id"]] = ce
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+
+def load_triggers(path: str) -> TriggerSet:
+    """Read a JSON Lines file of trigger CloudEvents (as written by replay or read off the topic)."""
+    out = TriggerSet(path)
+    for n, line in FileSource(path).lines():
+        try:
+            ce = orjson.loads(line)
+            if not isinstance(ce, dict) or not isinstance(ce.get("data"), dict) or "id" not in ce:
+                raise ValueError("not a trigger CloudEvent (needs id and data)")
+        except ValueError as exc:
+            raise CommandError(f"{path}:{n}: {exc}") from None
+        out.add(ce)
+    return out
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for k in sorted(value):
+            yield from _flatten(value[k], f"{prefix}.{k}" if prefix else k)
+    else:
+        yield prefix, value
+
+
+def changed_fields(a: dict[str, Any], b: dict[str, Any], ignore: Iterable[str] = IGNORED) -> list[tuple[str, Any, Any]]:
+    """(dotted field of `data`, value in A, value in B) for every payload field that differs."""
+    skip = set(ignore)
+    fa = {k: v for k, v in _flatten(a["data"]) if k not in skip}
+    fb = {k: v for k, v in _flatten(b["data"]) if k not in skip}
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)]
+
+
+@dataclass
+class Diff:
+    a: TriggerSet
+    b: TriggerSet
+    added: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    changed: list[tuple[dict[str, Any], dict[str, Any], list[tuple[str, Any, Any]]]] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def identical(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+    def by_kind(self) -> dict[str, Counter[str]]:
+        out: dict[str, Counter[str]] = {}
+        for what, items in (("added", self.added), ("removed", self.removed)):
+            for ce in items:
+                out.setdefault(_label(ce), Counter())[what] += 1
+        for ce, _, _ in self.changed:
+            out.setdefault(_label(ce), Counter())["changed"] += 1
+        return dict(sorted(out.items()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "a": {"label": self.a.label, "triggers": len(self.a)},
+            "b": {"label": self.b.label, "triggers": len(self.b)},
+            "counts": {"added": len(self.added), "removed": len(self.removed), "changed": len(self.changed),
+                       "unchanged": self.unchanged},
+            "by_kind": {k: dict(v) for k, v in self.by_kind().items()},
+            "added": self.added,
+            "removed": self.removed,
+            "changed": [{"id": a["id"], "customer_id": a["data"]["customer_id"], "kind": a["data"]["kind"],
+                         "stage": a["data"]["stage"],
+                         "fields": [{"field": f, "a": va, "b": vb} for f, va, vb in fields]}
+                        for a, _, fields in self.changed],
+        }
+
+
+def _label(ce: dict[str, Any]) -> str:
+    d = ce["data"]
+    return f"{d['kind']}/{d['stage']}" if d.get("stage") not in (None, "now") else str(d["kind"])
+
+
+def _order(ce: dict[str, Any]) -> tuple[str, str, str]:
+    d = ce["data"]
+    return (str(d.get("event_time", "")), str(d.get("customer_id", "")), ce["id"])
+
+
+def diff(a: TriggerSet, b: TriggerSet, ignore: Iterable[str] = IGNORED) -> Diff:
+    ignore = tuple(ignore)
+    out = Diff(a, b)
+    for tid, ce in a.by_id.items():
+        other = b.by_id.get(tid)
+        if other is None:
+            out.removed.append(ce)
+            continue
+        fields = changed_fields(ce, other, ignore)
+        if fields:
+            out.changed.append((ce, other, fields))
+        else:
+            out.unchanged += 1
+    out.added = [ce for tid, ce in b.by_id.items() if tid not in a.by_id]
+    out.added.sort(key=_order)
+    out.removed.sort(key=_order)
+    out.changed.sort(key=lambda t: _order(t[0]))
+    return out
+
+
+def _line(mark: str, ce: dict[str, Any]) -> str:
+    d = ce["data"]
+    return (f"{mark} {str(d.get('event_time', ''))[:19].replace('T', ' ')}  {d['customer_id']:<12} "
+            f"{_label(ce):<20} {d.get('decision', ''):<10} id={ce['id'][:12]}")
+
+
+def render(result: Diff, limit: int = 50) -> str:
+    """Readable report: totals, a table by kind, then the first `limit` triggers of each group."""
+    lines = [
+        f"A: {result.a.label} ({len(result.a)} triggers)",
+        f"B: {result.b.label} ({len(result.b)} triggers)",
+        f"added {len(result.added)}, removed {len(result.removed)}, changed {len(result.changed)}, "
+        f"unchanged {result.unchanged}",
+    ]
+    kinds = result.by_kind()
+    if kinds:
+        width = max(len(k) for k in kinds)
+        lines.append(f"  {'kind':<{width}}  {'added':>7} {'removed':>7} {'changed':>7}")
+        for k, c in kinds.items():
+            lines.append(f"  {k:<{width}}  {c['added']:>7} {c['removed']:>7} {c['changed']:>7}")
+    for title, mark, items in (("added (only in B)", "+", result.added), ("removed (only in A)", "-", result.removed)):
+        if items:
+            lines.append(f"{title}:")
+            lines.extend(_line(mark, ce) for ce in items[:limit])
+            if len(items) > limit:
+                lines.append(f"  ... and {len(items) - limit} more")
+    if result.changed:
+        lines.append("changed (same id):")
+        for a, _, fields in result.changed[:limit]:
+            lines.append(_line("~", a))
+            lines.extend(f"      {f}: {_show(va)} -> {_show(vb)}" for f, va, vb in fields)
+        if len(result.changed) > limit:
+            lines.append(f"  ... and {len(result.changed) - limit} more")
+    for s in (result.a, result.b):
+        if s.repeated:
+            lines.append(f"note: {s.label} repeats {s.repeated} trigger ids (redelivered copies); the last copy counts")
+    return "\n".join(lines)
+
+
+def _show(v: Any) -> str:
+    return "(absent)" if v is None else orjson.dumps(v).decode() if not isinstance(v, str) else v

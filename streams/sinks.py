@@ -1,0 +1,116 @@
+"""Where replayed triggers and rejects go: JSON Lines files (.gz too), stdout, or a Kafka topic.
+
+Trigger lines are the canonical CloudEvent bytes (`detectors.envelope.encode`),
+the same bytes the live worker writes to the trigger topic, so a file of
+replayed triggers can be compared byte for byte with the topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from detectors import Decision
+from detectors.envelope import CONTENT_TYPE, encode
+from schemas.errors import CommandError
+from streams.sources import Reject
+
+
+def open_output(path: str | None) -> IO[bytes]:
+    """A binary file for writing (`-` or None: stdout; `.gz`: compressed)."""
+    if path in (None, "-"):
+        return sys.stdout.buffer
+    p = Path(path)
+    if not p.parent.exists():
+        raise CommandError(f"output folder {p.parent} does not exist")
+    try:
+        return gzip.open(p, "wb") if p.suffix == ".gz" else open(p, "wb")  # closed by the caller
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+
+
+class FileSink:
+    def __init__(self, path: str | None) -> None:
+        self.fh = open_output(path)
+        self.count = 0
+
+    def write(self, ce: dict[str, Any], _decision: Decision | None = None) -> None:
+        self.fh.write(encode(ce) + b"\n")
+        self.count += 1
+
+    def close(self) -> None:
+        if self.fh is sys.stdout.buffer:
+            self.fh.flush()
+        else:
+            self.fh.close()
+
+
+class RejectSink:
+    """One JSON line per reject: source, line (or partition/offset), reason, message, raw text."""
+
+    def __init__(self, path: str) -> None:
+        self.fh = open_output(path)
+
+    def write(self, r: Reject) -> None:
+        self.fh.write(orjson.dumps(r.to_json()) + b"\n")
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class TopicSink:
+    """Triggers to a Kafka topic: key = customer id, timestamp = the trigger's event time.
+
+    Suppressed decisions go to `audit_topic` when given, else to the same topic
+    (their `decision` field says what they are).
+    """
+
+    def __init__(self, bootstrap: str, topic: str, audit_topic: str | None = None, batch: int = 2000) -> None:
+        from aiokafka import AIOKafkaProducer
+        from aiokafka.errors import KafkaError
+
+        from streams.topics import quiet_connection_errors
+
+        self.topic = topic
+        self.audit_topic = audit_topic or topic
+        self.batch = batch
+        self.count = 0
+        self.loop = asyncio.new_event_loop()
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        self.pending: list[Any] = []
+        try:
+            with quiet_connection_errors():
+                self.loop.run_until_complete(asyncio.wait_for(self.producer.start(), 15))
+        except (TimeoutError, KafkaError, OSError):
+            self.loop.run_until_complete(self.producer.stop())
+            self.loop.close()
+            raise CommandError(f"cannot reach the Kafka broker at {bootstrap}") from None
+
+    def write(self, ce: dict[str, Any], decision: Decision | None = None) -> None:
+        emitted = ce["data"]["decision"] == "emit"
+        ts = decision.time_ms if decision is not None else None
+        fut = self.loop.run_until_complete(self.producer.send(
+            self.topic if emitted else self.audit_topic, encode(ce), key=ce["subject"].encode(),
+            timestamp_ms=ts, headers=[("content-type", CONTENT_TYPE.encode())],
+        ))
+        self.pending.append(fut)
+        self.count += 1
+        if len(self.pending) >= self.batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.loop.run_until_complete(asyncio.gather(*self.pending))
+            self.pending.clear()
+
+    def close(self) -> None:
+        try:
+            self._flush()
+        finally:
+            self.loop.run_until_complete(self.producer.stop())
+            self.loop.close()

@@ -1,0 +1,278 @@
+"""Where replayed events come from: JSON Lines files, a directory of them, or a Kafka topic range.
+
+Every source yields validated `Event`s and `Reject`s (a line or message that
+failed decoding, kept with where it came from and why), never dropping one
+silently. Sources with several streams (the files of a directory, the
+partitions of topics) are merged in event-time order: each stream is read in
+its own order and the earliest head goes next, which is exactly event-time
+order when every stream is itself sorted, and close to it otherwise (the
+reorder buffer in replay.py takes care of the rest).
+
+Sources also report how far they are (`progress()`), for the progress bar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import heapq
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from schemas import Event, EventDecoder, InvalidEvent
+from schemas.errors import CommandError
+
+#: File names a directory source reads (anything else in the folder is ignored, and said so).
+LOG_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
+
+
+@dataclass(slots=True)
+class Reject:
+    """An input line or message that is not a valid event."""
+
+    source: str           # file path or topic
+    position: int         # line number (files) or offset (topics)
+    partition: int | None  # topic partition; None for files
+    reason: str           # bounded code, as on the DLQ (malformed_json, schema, ...)
+    message: str
+    raw: bytes
+    ts: int = 0           # merge key: the latest event time seen before it on its stream
+
+    def where(self) -> str:
+        if self.partition is None:
+            return f"{self.source}:{self.position}"
+        return f"{self.source}[{self.partition}]@{self.position}"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source}
+        if self.partition is None:
+            out["line"] = self.position
+        else:
+            out["partition"] = self.partition
+            out["offset"] = self.position
+        out.update(reason=self.reason, message=self.message, raw=self.raw.decode("utf-8", "replace"))
+        return out
+
+
+Item = Event | Reject
+
+
+def _ts(item: Item) -> int:
+    return item.ts
+
+
+class FileSource:
+    """One JSON Lines file, plain or gzip (by the .gz suffix); `-` is stdin."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._raw: IO[bytes] | None = None
+        self.total: float | None = None
+        if self.path != "-":
+            try:
+                self.total = float(os.path.getsize(self.path))
+            except FileNotFoundError:
+                raise CommandError(f"file not found: {self.path}") from None
+            except OSError as exc:
+                raise CommandError(f"cannot open {self.path}: {exc.strerror}") from None
+            if Path(self.path).is_dir():
+                raise CommandError(f"{self.path} is a directory, expected a JSON Lines file")
+
+    def progress(self) -> tuple[float, float | None]:
+        """(bytes of the file consumed, file size); compressed bytes for .gz."""
+        raw = self._raw
+        if raw is None or raw.closed:
+            return (self.total or 0.0) if raw is not None else 0.0, self.total
+        try:
+            return float(raw.tell()), self.total
+        except (OSError, ValueError):
+            return 0.0, self.total
+
+    def lines(self) -> Iterator[tuple[int, bytes]]:
+        """(line number, stripped line) for every non-blank line."""
+        try:
+            raw: IO[bytes] = sys.stdin.buffer if self.path == "-" else open(self.path, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise CommandError(f"cannot open {self.path}: {exc.strerror}") from None
+        self._raw = raw
+        fh: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if self.path.endswith(".gz") else raw
+        try:
+            for n, raw_line in enumerate(fh, 1):
+                line = raw_line.strip()
+                if line:
+                    yield n, line
+        except (OSError, EOFError) as exc:
+            raise CommandError(f"cannot read {self.path}: {exc}") from None
+        finally:
+            if raw is not sys.stdin.buffer:
+                fh.close()
+                raw.close()
+
+    def items(self, decoder: EventDecoder) -> Iterator[Item]:
+        decode = decoder.decode
+        last = 0
+        path = self.path
+        for n, line in self.lines():
+            try:
+                ev = decode(line)
+            except InvalidEvent as exc:
+                yield Reject(path, n, None, exc.reason, str(exc), line, last)
+                continue
+            last = ev.ts
+            yield ev
+
+
+class DirectorySource:
+    """Every JSON Lines file in a folder (not recursive), merged in event-time order."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        names = sorted(os.listdir(self.path))
+        self.files = [FileSource(os.path.join(self.path, n)) for n in names
+                      if n.endswith(LOG_SUFFIXES) and os.path.isfile(os.path.join(self.path, n))]
+        self.ignored = [n for n in names if not n.endswith(LOG_SUFFIXES)]
+        if not self.files:
+            raise CommandError(f"no JSON Lines files ({', '.join(LOG_SUFFIXES)}) in {self.path}")
+        self.total: float | None = sum(f.total or 0.0 for f in self.files)
+
+    def progress(self) -> tuple[float, float | None]:
+        return sum(f.progress()[0] for f in self.files), self.total
+
+    def items(self, decoder: EventDecoder) -> Iterator[Item]:
+        return heapq.merge(*(f.items(decoder) for f in self.files), key=_ts)
+
+
+@dataclass(frozen=True)
+class StartAt:
+    """Where a topic range starts: the beginning, an offset (every partition) or an event time."""
+
+    kind: str = "beginning"   # beginning | offset | time
+    value: int = 0
+
+    @classmethod
+    def parse(cls, text: str, parse_time: Callable[[str], int]) -> StartAt:
+        if text in ("beginning", "earliest"):
+            return cls()
+        if text.isdigit():
+            return cls("offset", int(text))
+        return cls("time", parse_time(text))
+
+
+class TopicSource:
+    """A range of Kafka topics: from `start` to the end offsets seen when the replay starts.
+
+    The partitions of all topics are merged in event-time order; messages
+    appended after the start are not read, so a replay of a live topic ends.
+    """
+
+    def __init__(self, bootstrap: str, topics: list[str], start: StartAt | None = None,
+                 idle_timeout: float = 30.0) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.start = start or StartAt()
+        self.idle_timeout = idle_timeout
+        self.total: float | None = None
+        self.read = 0
+
+    def progress(self) -> tuple[float, float | None]:
+        return float(self.read), self.total
+
+    def items(self, decoder: EventDecoder) -> Iterator[Item]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.errors import KafkaError
+
+        from streams.topics import quiet_connection_errors
+
+        loop = asyncio.new_event_loop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        try:
+            try:
+                with quiet_connection_errors():
+                    loop.run_until_complete(asyncio.wait_for(consumer.start(), 15))
+                    known = loop.run_until_complete(consumer.topics())
+            except (TimeoutError, KafkaError, OSError):
+                raise CommandError(f"cannot reach the Kafka broker at {self.bootstrap}") from None
+            missing = [t for t in self.topics if t not in known]
+            if missing:
+                raise CommandError(f"topic(s) not found on {self.bootstrap}: {', '.join(missing)}")
+            tps = [TopicPartition(t, p) for t in self.topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+            consumer.assign(tps)
+            ends = loop.run_until_complete(consumer.end_offsets(tps))
+            firsts = loop.run_until_complete(consumer.beginning_offsets(tps))
+            starts = self._starts(loop, consumer, tps, firsts, ends)
+            self.total = float(sum(max(0, ends[tp] - starts[tp]) for tp in tps))
+            streams = []
+            for tp in tps:
+                if starts[tp] < ends[tp]:
+                    consumer.seek(tp, starts[tp])
+                    streams.append(self._partition(loop, consumer, tp, ends[tp], decoder))
+            yield from heapq.merge(*streams, key=_ts)
+        finally:
+            loop.run_until_complete(consumer.stop())
+            loop.close()
+
+    def _starts(self, loop: asyncio.AbstractEventLoop, consumer: Any, tps: list[Any],
+                firsts: dict[Any, int], ends: dict[Any, int]) -> dict[Any, int]:
+        kind, value = self.start.kind, self.start.value
+        if kind == "offset":
+            return {tp: min(max(value, firsts[tp]), ends[tp]) for tp in tps}
+        if kind == "time":
+            found = loop.run_until_complete(consumer.offsets_for_times(dict.fromkeys(tps, value)))
+            return {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in tps}
+        return dict(firsts)
+
+    def _partition(self, loop: asyncio.AbstractEventLoop, consumer: Any, tp: Any, end: int,
+                   decoder: EventDecoder) -> Iterator[Item]:
+        decode = decoder.decode
+        last = 0
+        idle_since = time.monotonic()
+        while True:
+            batch = loop.run_until_complete(consumer.getmany(tp, timeout_ms=500, max_records=5000))
+            msgs = batch.get(tp, [])
+            if not msgs:
+                if loop.run_until_complete(consumer.position(tp)) >= end:
+                    return
+                if time.monotonic() - idle_since > self.idle_timeout:
+                    raise CommandError(f"no message from {tp.topic}[{tp.partition}] for {self.idle_timeout:.0f}s "
+                                       f"before its end offset {end}")
+                continue
+            idle_since = time.monotonic()
+            for m in msgs:
+                if m.offset >= end:
+                    return
+                self.read += 1
+                raw = m.value
+                try:
+                    if raw is None:
+                        raise InvalidEvent("empty", "message has no value (tombstone)", "decode")
+                    ev = decode(raw)
+                    if m.key is not None and m.key != ev.customer_id.encode():
+                        raise InvalidEvent("key_mismatch", "message key must equal customer_id", "semantic")
+                except InvalidEvent as exc:
+                    yield Reject(tp.topic, m.offset, tp.partition, exc.reason, str(exc), raw or b"", last)
+                    continue
+                last = ev.ts
+                yield ev
+            if msgs[-1].offset >= end - 1:
+                return
+
+
+def open_source(spec: str, bootstrap: str | None = None, input_topics: tuple[str, ...] = (),
+                start: StartAt | None = None) -> FileSource | DirectorySource | TopicSource:
+    """`kafka:` (the configured input topics), `kafka:TOPIC[,TOPIC]`, a directory, or a file."""
+    if spec.startswith("kafka:"):
+        if not bootstrap:
+            raise CommandError("reading a topic needs a broker: set KAFKA_BOOTSTRAP_SERVERS")
+        names = [t.strip() for t in spec[len("kafka:"):].split(",") if t.strip()] or list(input_topics)
+        return TopicSource(bootstrap, names, start)
+    if start is not None and start.kind != "beginning":
+        raise CommandError("--start applies to topic sources (kafka:...); use --from to window a file")
+    if spec != "-" and Path(spec).is_dir():
+        return DirectorySource(spec)
+    return FileSource(spec)
