@@ -1,57 +1,39 @@
 """Detector configuration: thresholds and policies, frozen, loaded once.
 
-Defaults come from the win-back playbooks cited in DESIGN.md section 5. The
-configuration is apart from state: per-customer state never holds a threshold,
-so a new configuration applies to every customer at once.
+Defaults come from the win-back playbooks cited in DESIGN.md section 5 and 6.
+The configuration is apart from state: per-customer state never holds a
+threshold, so a new configuration applies to every customer at once. Every
+setting is listed, with its default and meaning, in docs/configuration.md (a
+test keeps the two in step).
 
 Must never: read the clock, the environment or files (the shell loads values and
-passes them in through `from_mapping`).
+passes them in through `from_mapping` and `with_params`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import orjson
 
+from detectors.cadence import CadenceParams
+from detectors.config_values import (
+    DAY_MS,
+    HOUR_MS,
+    convert,
+    format_duration,
+    parse_cooldowns,
+    parse_duration,
+    parse_windows,
+)
+from detectors.rfm import RfmCuts
 from schemas.errors import ConfigError
 
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
-DETECTOR_VERSION = "1.0.0"
+__all__ = ["DAY_MS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig", "format_duration", "parse_duration"]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": HOUR_MS, "d": DAY_MS, "w": 7 * DAY_MS}
-
-
-def parse_duration(value: Any, name: str) -> int:
-    """'7d', '36h', '90s', '250ms' or a number of days -> milliseconds."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{name}: expected a duration like '7d' or '36h', got {value!r}")
-    if isinstance(value, (int, float)):
-        ms = round(value * DAY_MS)
-    else:
-        m = _DURATION.match(str(value))
-        if not m:
-            raise ConfigError(
-                f"{name}: expected a duration like '7d', '36h', '90s' or '250ms', got {value!r}"
-            )
-        ms = round(float(m.group(1)) * _UNIT_MS[m.group(2)])
-    if ms <= 0:
-        raise ConfigError(f"{name}: duration must be positive, got {value!r}")
-    return ms
-
-
-def format_duration(ms: int) -> str:
-    """Inverse of parse_duration for display (largest exact unit)."""
-    for unit in ("w", "d", "h", "m", "s"):
-        if ms % _UNIT_MS[unit] == 0:
-            return f"{ms // _UNIT_MS[unit]}{unit}"
-    return f"{ms}ms"
-
+DETECTOR_VERSION = "2.0.0"
 
 #: Category silence windows (at_risk, dormant), the playbooks' "silence windows".
 DEFAULT_WINDOWS: dict[str, tuple[int, int]] = {
@@ -61,70 +43,129 @@ DEFAULT_WINDOWS: dict[str, tuple[int, int]] = {
     "other": (30 * DAY_MS, 90 * DAY_MS),
 }
 
+#: Per-kind cooldowns: after an emitted trigger of a kind, a new one of the same
+#: kind waits this long ("don't pester": 3-5 touches per chain at most).
+DEFAULT_COOLDOWNS: dict[str, int] = {
+    "frequency_drop": 30 * DAY_MS,
+    "basket_value_drop": 30 * DAY_MS,
+    "favourite_category_abandoned": 30 * DAY_MS,
+    "negative_rating": 7 * DAY_MS,
+    "delivery_failed": DAY_MS,
+    "delivery_late": 7 * DAY_MS,
+    "delivery_late_repeated": 14 * DAY_MS,
+}
+
+#: Kinds that can carry a cooldown (the state keeps one "last emitted" slot each).
+COOLDOWN_KINDS = (
+    "silence", "frequency_drop", "basket_value_drop", "favourite_category_abandoned",
+    "negative_rating", "delivery_failed", "delivery_late", "delivery_late_repeated",
+)
+
+#: Upper bounds that keep per-customer state small (lists sized by these settings).
+MAX_BASKET_RECENT = 5
+MAX_LATE_REPEAT = 5
+MAX_WINBACK_EPISODES = 5
+
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Every threshold of the core. Durations are milliseconds."""
+    """Every threshold of the core. Durations are milliseconds, shares are 0..1."""
 
+    # -- silence by category ---------------------------------------------------
     #: category -> (at_risk, dormant) silence windows; unknown categories use "other".
     silence_windows: dict[str, tuple[int, int]] = field(default_factory=lambda: dict(DEFAULT_WINDOWS))
     #: Lost stage for every category: win-back response halves after ~180 days.
     silence_lost_ms: int = 180 * DAY_MS
-    #: Ratings at or below this are negative (1-5 scale).
-    negative_rating_max: int = 2
-    #: A delivery later than promised by more than this is late.
-    late_delivery_grace_ms: int = 30 * 60_000
-    #: Frequency drop: window of the recent rate.
+    # -- silence by personal cadence (BG/NBD; active when `cadence` is set) -----
+    #: Population parameters from `churn-signals fit` (None: category windows only).
+    cadence: CadenceParams | None = None
+    #: P(alive) below which each stage fires; the category window stays the floor.
+    cadence_at_risk_p_alive: float = 0.5
+    cadence_dormant_p_alive: float = 0.3
+    cadence_lost_p_alive: float = 0.1
+    #: Horizon of the snapshot risk: P(no order within this horizon).
+    risk_horizon_ms: int = 90 * DAY_MS
+    #: RFM cut points (from `fit`, or these defaults).
+    rfm: RfmCuts = field(default_factory=RfmCuts)
+    # -- frequency drop ----------------------------------------------------------
+    #: Window of the recent order rate.
     frequency_window_ms: int = 30 * DAY_MS
-    #: Frequency drop fires when recent rate < ratio * baseline rate.
+    #: Fires when recent rate < ratio * baseline rate.
     frequency_drop_ratio: float = 0.5
     #: Minimum orders and history span before a baseline rate is trusted.
     frequency_min_orders: int = 5
     frequency_min_span_ms: int = 60 * DAY_MS
+    # -- basket value drop -------------------------------------------------------
+    #: Recent average over this many latest orders ...
+    basket_recent_orders: int = 3
+    #: ... below ratio * the average of the orders before them fires.
+    basket_drop_ratio: float = 0.5
+    #: Orders before the recent ones needed to trust the baseline average.
+    basket_min_baseline_orders: int = 3
+    # -- favourite category abandonment -----------------------------------------
+    #: The favourite needs this many orders and this share of all orders.
+    favourite_min_orders: int = 3
+    favourite_min_share: float = 0.5
+    # -- service signals ---------------------------------------------------------
+    #: Ratings at or below this are negative (1-5 scale).
+    negative_rating_max: int = 2
+    #: Follow-up check after a negative rating ("control contact after 72 hours").
+    rating_follow_up_ms: int = 72 * HOUR_MS
+    #: A delivery later than promised by more than this is late.
+    late_delivery_grace_ms: int = 30 * 60_000
+    #: This many late deliveries within the window make "repeated lateness".
+    late_repeat_count: int = 2
+    late_repeat_window_ms: int = 30 * DAY_MS
+    # -- suppression (DESIGN.md section 6) ---------------------------------------
+    #: Share of customers in the holdout (control) group, by stable hash.
+    holdout_share: float = 0.10
+    #: Salt of the holdout hash; changing it reshuffles the groups.
+    holdout_salt: str = "churn-signals-holdout-v1"
+    #: True: a channel is usable only after an explicit grant (opt-in regimes).
+    consent_required: bool = False
+    #: kind -> cooldown after an emitted trigger of that kind.
+    cooldowns: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_COOLDOWNS))
+    #: At most this many win-back episodes per customer per period.
+    winback_max_episodes: int = 2
+    winback_period_ms: int = 365 * DAY_MS
+    #: No win-back trigger this long after the customer returned.
+    return_exclusion_ms: int = 90 * DAY_MS
+    # -- clock ---------------------------------------------------------------------
     #: Deadlines fire only once the clock is this far past them, so events that
     #: arrive slightly out of order can still cancel a silence.
     allowed_lateness_ms: int = 0
 
     def __post_init__(self) -> None:
-        if not self.silence_windows or "other" not in self.silence_windows:
-            raise ConfigError("silence_windows must define the 'other' category")
-        for cat, (risk, dormant) in self.silence_windows.items():
-            if not 0 < risk < dormant:
-                raise ConfigError(
-                    f"silence_windows.{cat}: at_risk ({format_duration(risk)}) must be positive "
-                    f"and shorter than dormant ({format_duration(dormant)})"
-                )
-            if dormant >= self.silence_lost_ms:
-                raise ConfigError(
-                    f"silence_windows.{cat}: dormant ({format_duration(dormant)}) must be shorter "
-                    f"than silence_lost ({format_duration(self.silence_lost_ms)})"
-                )
-        if not 1 <= self.negative_rating_max < 5:
-            raise ConfigError("negative_rating_max must be between 1 and 4")
-        if not 0 < self.frequency_drop_ratio < 1:
-            raise ConfigError("frequency_drop_ratio must be between 0 and 1 (exclusive)")
-        if self.frequency_min_orders < 2:
-            raise ConfigError("frequency_min_orders must be at least 2")
-        if self.allowed_lateness_ms < 0:
-            raise ConfigError("allowed_lateness must not be negative")
+        _validate(self)
 
     def windows_for(self, category: str | None) -> tuple[int, int]:
         return self.silence_windows.get(category or "other") or self.silence_windows["other"]
 
     @property
+    def p_alive_thresholds(self) -> tuple[float, float, float]:
+        return (self.cadence_at_risk_p_alive, self.cadence_dormant_p_alive, self.cadence_lost_p_alive)
+
+    @property
     def version(self) -> str:
-        """Short stable hash of the configuration, stamped on every trigger."""
+        """Short stable hash of the configuration (fitted parameters included)."""
         blob = orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(blob).hexdigest()[:12]
+
+    def with_params(self, params: dict[str, Any]) -> DetectorConfig:
+        """This configuration with the cadence model and RFM cuts of a `fit` output."""
+        cadence = CadenceParams.from_mapping(params)
+        rfm = RfmCuts.from_mapping(params["rfm"]) if isinstance(params.get("rfm"), dict) else self.rfm
+        return replace(self, cadence=cadence, rfm=rfm)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> DetectorConfig:
         """Build from plain values (file or env): durations as '7d'-style strings.
 
         `silence_windows` is a mapping category -> "at_risk/dormant" (e.g. "7d/14d")
-        or a two-item list; it is merged over the defaults.
+        or a two-item list, merged over the defaults; `cooldowns` a mapping
+        kind -> duration, merged over the defaults (env: "kind=7d,kind=1d").
         """
-        known = {f.name: f for f in fields(cls)}
+        known = {f.name: f for f in fields(cls) if f.name not in _NOT_SETTINGS}
         kwargs: dict[str, Any] = {}
         for key, raw in values.items():
             name = key[:-3] + "_ms" if key.endswith("_ms") else key
@@ -132,51 +173,83 @@ class DetectorConfig:
                 name = f"{name}_ms"
             if name not in known:
                 raise ConfigError(
-                    f"unknown detector setting {key!r}; known: {', '.join(sorted(_public_names()))}"
+                    f"unknown detector setting {key!r}; known: {', '.join(sorted(setting_names()))}"
                 )
             if name == "silence_windows":
-                kwargs[name] = _parse_windows(raw)
+                kwargs[name] = parse_windows(raw, DEFAULT_WINDOWS)
+            elif name == "cooldowns":
+                kwargs[name] = parse_cooldowns(raw, DEFAULT_COOLDOWNS, COOLDOWN_KINDS)
             elif name.endswith("_ms"):
                 kwargs[name] = parse_duration(raw, key)
-            elif name == "frequency_drop_ratio":
-                kwargs[name] = _number(raw, key, float)
             else:
-                kwargs[name] = _number(raw, key, int)
+                kwargs[name] = convert(raw, key, _KINDS.get(type(getattr(_DEFAULT, name)), str))
         return cls(**kwargs)
 
 
-def _public_names() -> list[str]:
-    return [f.name[:-3] if f.name.endswith("_ms") else f.name for f in fields(DetectorConfig)]
+#: Fields set from a `fit` output (--params), not from the settings file or env.
+_NOT_SETTINGS = frozenset({"cadence", "rfm"})
+_KINDS: dict[type, type] = {int: int, float: float, bool: bool, str: str}
 
 
-def _number(raw: Any, key: str, kind: type) -> Any:
-    try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}: expected a {kind.__name__}, got {raw!r}") from None
-    if kind is int and isinstance(raw, float) and not raw.is_integer():
-        raise ConfigError(f"{key}: expected a whole number, got {raw!r}")
-    return value
+def setting_names() -> list[str]:
+    """Public names of the settings (durations without their `_ms` suffix)."""
+    return [f.name[:-3] if f.name.endswith("_ms") else f.name for f in fields(DetectorConfig)
+            if f.name not in _NOT_SETTINGS]
 
 
-def _parse_windows(raw: Any) -> dict[str, tuple[int, int]]:
-    if isinstance(raw, str):  # env form: "grocery=7d/14d,fashion=30d/60d"
-        items: dict[str, Any] = {}
-        for part in filter(None, (p.strip() for p in raw.split(","))):
-            cat, sep, spec = part.partition("=")
-            if not sep:
-                raise ConfigError(f"silence_windows: expected category=at_risk/dormant, got {part!r}")
-            items[cat.strip()] = spec
-        raw = items
-    if not isinstance(raw, dict):
-        raise ConfigError("silence_windows: expected a mapping of category to 'at_risk/dormant'")
-    windows = dict(DEFAULT_WINDOWS)
-    for cat, spec in raw.items():
-        pair = spec.split("/") if isinstance(spec, str) else spec
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise ConfigError(f"silence_windows.{cat}: expected 'at_risk/dormant' like '7d/14d', got {spec!r}")
-        windows[str(cat)] = (
-            parse_duration(pair[0], f"silence_windows.{cat}.at_risk"),
-            parse_duration(pair[1], f"silence_windows.{cat}.dormant"),
-        )
-    return windows
+def _share(value: float, name: str, *, lo_open: bool = False, hi_open: bool = False) -> None:
+    if not ((value > 0 if lo_open else value >= 0) and (value < 1 if hi_open else value <= 1)):
+        lo, hi = "(0" if lo_open else "[0", "1)" if hi_open else "1]"
+        raise ConfigError(f"{name}: expected a number in {lo}, {hi}, got {value!r}")
+
+
+def _validate(c: DetectorConfig) -> None:
+    if not c.silence_windows or "other" not in c.silence_windows:
+        raise ConfigError("silence_windows must define the 'other' category")
+    for cat, (risk, dormant) in c.silence_windows.items():
+        if not 0 < risk < dormant:
+            raise ConfigError(
+                f"silence_windows.{cat}: at_risk ({format_duration(risk)}) must be positive "
+                f"and shorter than dormant ({format_duration(dormant)})"
+            )
+        if dormant >= c.silence_lost_ms:
+            raise ConfigError(
+                f"silence_windows.{cat}: dormant ({format_duration(dormant)}) must be shorter "
+                f"than silence_lost ({format_duration(c.silence_lost_ms)})"
+            )
+    p = c.p_alive_thresholds
+    for name, v in zip(("cadence_at_risk_p_alive", "cadence_dormant_p_alive", "cadence_lost_p_alive"), p,
+                       strict=True):
+        _share(v, name, lo_open=True, hi_open=True)
+    if not p[0] > p[1] > p[2]:
+        raise ConfigError(f"cadence P(alive) thresholds must fall stage by stage (at_risk > dormant > lost), got {p}")
+    if not 1 <= c.negative_rating_max < 5:
+        raise ConfigError("negative_rating_max must be between 1 and 4")
+    _share(c.frequency_drop_ratio, "frequency_drop_ratio", lo_open=True, hi_open=True)
+    _share(c.basket_drop_ratio, "basket_drop_ratio", lo_open=True, hi_open=True)
+    _share(c.favourite_min_share, "favourite_min_share", lo_open=True)
+    _share(c.holdout_share, "holdout_share", hi_open=True)
+    if c.frequency_min_orders < 2:
+        raise ConfigError("frequency_min_orders must be at least 2")
+    bounded = (
+        ("basket_recent_orders", c.basket_recent_orders, 1, MAX_BASKET_RECENT),
+        ("basket_min_baseline_orders", c.basket_min_baseline_orders, 1, 1000),
+        ("favourite_min_orders", c.favourite_min_orders, 1, 1000),
+        ("late_repeat_count", c.late_repeat_count, 2, MAX_LATE_REPEAT),
+        ("winback_max_episodes", c.winback_max_episodes, 1, MAX_WINBACK_EPISODES),
+    )
+    for name, value, lo, hi in bounded:
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name}: expected a whole number in {lo}..{hi} (state stays bounded), got {value}")
+    if c.allowed_lateness_ms < 0:
+        raise ConfigError("allowed_lateness must not be negative")
+    if not c.holdout_salt:
+        raise ConfigError("holdout_salt must not be empty")
+    unknown = set(c.cooldowns) - set(COOLDOWN_KINDS)
+    if unknown:
+        raise ConfigError(f"cooldowns: unknown kind(s) {sorted(unknown)}; known: {', '.join(COOLDOWN_KINDS)}")
+    if any(v < 0 for v in c.cooldowns.values()):
+        raise ConfigError("cooldowns must not be negative")
+
+
+_DEFAULT = DetectorConfig()

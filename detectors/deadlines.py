@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 
 class DeadlineIndex:
-    __slots__ = ("_heap", "_due")
+    __slots__ = ("_due", "_heap")
 
     def __init__(self) -> None:
         self._heap: list[tuple[int, str]] = []

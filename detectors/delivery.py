@@ -1,14 +1,17 @@
-"""Delivery failures: failed or returned deliveries, and deliveries later than promised.
+"""Delivery failures: failed or returned deliveries, late ones, and repeated lateness.
 
 Last-mile failures drive "motivated" churn: the customer leaves because of the
-service, so the right answer is service recovery, and the trigger says so.
+service, so the right answer is service recovery, and the trigger says so. One
+late delivery asks for an apology; `late_repeat_count` late deliveries within
+`late_repeat_window` are a pattern, reported instead as `delivery_late_repeated`
+(severity high) so the customer gets one stronger contact, not two.
 
 Must never: read the clock.
 """
 
 from __future__ import annotations
 
-from detectors.config import DetectorConfig
+from detectors.config import DAY_MS, DetectorConfig
 from detectors.decision import Decision
 from detectors.state import CustomerState
 from schemas import Event
@@ -36,26 +39,36 @@ def on_delivery(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decis
                 favourite_category=fav,
             )
         ]
-    if status == "delivered" and "promised_at" in d and "delivered_at" in d:
-        late_ms = to_epoch_ms(d["delivered_at"]) - to_epoch_ms(d["promised_at"])
-        if late_ms > cfg.late_delivery_grace_ms:
-            return [
-                Decision(
-                    customer_id=ev.customer_id,
-                    kind="delivery_late",
-                    stage="now",
-                    severity="medium",
-                    family="service_recovery",
-                    time_ms=ev.ts,
-                    episode=order_id,
-                    reason_codes=("delivered_late",),
-                    evidence={
-                        "minutes_late": round(late_ms / 60_000, 1),
-                        "grace_minutes": round(cfg.late_delivery_grace_ms / 60_000, 1),
-                        "order_id": order_id,
-                    },
-                    caused_by=ev.event_id,
-                    favourite_category=fav,
-                )
-            ]
-    return []
+    if status != "delivered" or "promised_at" not in d or "delivered_at" not in d:
+        return []
+    late_ms = to_epoch_ms(d["delivered_at"]) - to_epoch_ms(d["promised_at"])
+    if late_ms <= cfg.late_delivery_grace_ms:
+        return []
+    st.late.append(ev.ts)
+    st.late.sort()
+    del st.late[: max(0, len(st.late) - cfg.late_repeat_count)]
+    in_window = sum(1 for t in st.late if ev.ts - cfg.late_repeat_window_ms < t <= ev.ts)
+    evidence = {
+        "minutes_late": round(late_ms / 60_000, 1),
+        "grace_minutes": round(cfg.late_delivery_grace_ms / 60_000, 1),
+        "order_id": order_id,
+    }
+    repeated = in_window >= cfg.late_repeat_count
+    if repeated:
+        evidence["late_deliveries_in_window"] = in_window
+        evidence["window_days"] = round(cfg.late_repeat_window_ms / DAY_MS, 3)
+    return [
+        Decision(
+            customer_id=ev.customer_id,
+            kind="delivery_late_repeated" if repeated else "delivery_late",
+            stage="now",
+            severity="high" if repeated else "medium",
+            family="service_recovery",
+            time_ms=ev.ts,
+            episode=order_id,
+            reason_codes=("delivered_late_repeatedly",) if repeated else ("delivered_late",),
+            evidence=evidence,
+            caused_by=ev.event_id,
+            favourite_category=fav,
+        )
+    ]

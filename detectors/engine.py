@@ -10,6 +10,9 @@ customer's own orders and the final clock, never on how events of other
 customers or topics were interleaved. This is what makes the live worker and
 `replay` agree.
 
+Every decision then gets its RFM segment and passes suppression (in time
+order, since suppression keeps cooldown and cap bookkeeping in the state).
+
 The engine mutates the state it is given and returns it (for speed); callers
 that need the old value keep a copy.
 
@@ -19,9 +22,10 @@ Must never: read the clock, import faust/asyncio/aiokafka/prometheus_client.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 
-from detectors import delivery, frequency, rating, silence
-from detectors.config import DetectorConfig
+from detectors import basket, delivery, favourite, frequency, rating, returns, rfm, silence, suppression
+from detectors.config import DAY_MS, DetectorConfig
 from detectors.decision import Decision
 from detectors.state import MAX_CATEGORIES, RECENT, SEEN, CustomerState, event_hash
 from schemas import Event
@@ -29,32 +33,38 @@ from schemas import Event
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 
+_Fire = Callable[[DetectorConfig, CustomerState, str, int], list[Decision]]
+
 
 class Engine:
     def __init__(self, cfg: DetectorConfig | None = None) -> None:
         self.cfg = cfg or DetectorConfig()
 
+    def _due(self, st: CustomerState) -> tuple[int, _Fire] | None:
+        """Earliest raw deadline and the detector that owns it (silence first on ties)."""
+        cfg = self.cfg
+        best: tuple[int, _Fire] | None = None
+        for deadline, fire in (
+            (silence.next_deadline(cfg, st), silence.on_deadline),
+            (frequency.next_deadline(cfg, st), frequency.on_deadline),
+            (rating.next_deadline(st), rating.on_deadline),
+        ):
+            if deadline is not None and (best is None or deadline < best[0]):
+                best = (deadline, fire)
+        return best
+
     def next_deadline(self, st: CustomerState) -> int | None:
         """When this customer next needs the clock, lateness allowance included."""
-        a = silence.next_deadline(self.cfg, st)
-        b = frequency.next_deadline(self.cfg, st)
-        d = a if b is None else b if a is None else min(a, b)
-        return None if d is None else d + self.cfg.allowed_lateness_ms
+        due = self._due(st)
+        return None if due is None else due[0] + self.cfg.allowed_lateness_ms
 
     def fire_due(self, st: CustomerState, customer_id: str, now: int) -> list[Decision]:
-        """Fire every deadline due at `now`, in deadline order (silence first on ties)."""
-        cfg = self.cfg
-        effective = now - cfg.allowed_lateness_ms
+        """Fire every deadline due at `now`, in deadline order."""
+        effective = now - self.cfg.allowed_lateness_ms
         out: list[Decision] = []
-        while True:
-            a = silence.next_deadline(cfg, st)
-            b = frequency.next_deadline(cfg, st)
-            if a is not None and a <= effective and (b is None or a <= b):
-                out.extend(silence.on_deadline(cfg, st, customer_id, a))
-            elif b is not None and b <= effective:
-                out.extend(frequency.on_deadline(cfg, st, customer_id, b))
-            else:
-                return out
+        while (due := self._due(st)) is not None and due[0] <= effective:
+            out.extend(self._finish(st, due[1](self.cfg, st, customer_id, due[0])))
+        return out
 
     def apply(self, st: CustomerState | None, ev: Event) -> tuple[CustomerState, list[Decision], str]:
         if st is None:
@@ -63,6 +73,7 @@ class Engine:
         if h in st.seen:
             return st, [], DUPLICATE
         t = ev.type
+        cfg = self.cfg
         decisions: list[Decision] = []
         if t == "order":
             # Orders of one customer arrive in order (one topic, one partition), so
@@ -70,22 +81,37 @@ class Engine:
             # Other event types come from other topics that may run ahead of the
             # orders topic: they never advance the customer's clock.
             decisions = self.fire_due(st, ev.customer_id, ev.ts)
+            found = returns.on_order(cfg, st, ev) + favourite.on_order(cfg, st, ev)
             self._apply_order(st, ev)
+            found += basket.on_order(cfg, st, ev)
+            decisions += self._finish(st, found)
         elif t == "delivery":
-            decisions.extend(delivery.on_delivery(self.cfg, st, ev))
+            decisions = self._finish(st, delivery.on_delivery(cfg, st, ev))
         elif t == "courier_rating":
-            decisions.extend(rating.on_rating(self.cfg, st, ev))
-        # consent events are recorded by the suppression rules (see DESIGN.md section 6)
+            decisions = self._finish(st, rating.on_rating(cfg, st, ev))
+        elif t == "consent":
+            suppression.on_consent(st, ev)
         st.seen.append(h)
         if len(st.seen) > SEEN:
             del st.seen[0]
-        if ev.ts > st.last_event:
-            st.last_event = ev.ts
+        st.last_event = max(st.last_event, ev.ts)
         return st, decisions, ACCEPTED
+
+    def _finish(self, st: CustomerState, decisions: list[Decision]) -> list[Decision]:
+        cfg = self.cfg
+        for d in decisions:
+            if st.n_orders:
+                d.rfm_segment = rfm.segment(
+                    cfg.rfm, max(0, d.time_ms - st.last_order) / DAY_MS, max(0, st.n_days - 1),
+                    st.amount_total / st.n_orders,
+                )
+            suppression.decide(cfg, st, d)
+        return decisions
 
     def _apply_order(self, st: CustomerState, ev: Event) -> None:
         ts = ev.ts
         d = ev.data
+        _count_day(st, ts)
         st.first_order = ts if st.n_orders == 0 else min(st.first_order, ts)
         st.n_orders += 1
         st.amount_total += float(d["amount"])
@@ -103,6 +129,20 @@ class Engine:
                 del st.cats[weakest]
             st.cats[cat] = [1, ts]
         silence.on_order(st, ts)
-        if ts > st.last_order:
-            st.last_order = ts
+        st.last_order = max(st.last_order, ts)
         frequency.on_order(self.cfg, st, ts)
+        rating.on_order(st, ts, self.cfg)
+
+
+def _count_day(st: CustomerState, ts: int) -> None:
+    """Distinct UTC order days, O(1): orders on one calendar day are one transaction (BG/NBD).
+
+    Exact for orders arriving in time order (the orders topic keeps a
+    customer's orders in order). A late order inside the known history is
+    counted as a new day unless it falls on the first or last order's day.
+    """
+    day = ts // DAY_MS
+    if st.n_orders == 0:
+        st.n_days = 1
+    elif day not in (st.first_order // DAY_MS, st.last_order // DAY_MS):
+        st.n_days += 1

@@ -9,7 +9,7 @@ schemas/trigger-v1.json; the envelope schemas/cloudevent-v1.json.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -24,7 +24,7 @@ CONTENT_TYPE = "application/cloudevents+json"
 
 def iso_ms(ms: int) -> str:
     """RFC 3339 UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z."""
-    dt = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
 
@@ -46,7 +46,9 @@ def to_cloudevent(dec: Decision, config_version: str) -> dict[str, Any]:
         "reason_codes": list(dec.reason_codes),
         "evidence": dec.evidence,
         "favourite_category": dec.favourite_category,
-        "rfm_segment": None,
+        "rfm_segment": dec.rfm_segment,
+        "group": dec.group,
+        "channels": list(dec.channels),
         "event_time": iso_ms(dec.time_ms),
         "caused_by_event_id": dec.caused_by,
         "episode_id": dec.episode,

@@ -49,8 +49,7 @@ class PartitionCore:
         st.partition = self.partition
         self.store[ev.customer_id] = st
         self.index.set(ev.customer_id, self.engine.next_deadline(st))
-        if ev.ts > self.max_event:
-            self.max_event = ev.ts
+        self.max_event = max(self.max_event, ev.ts)
         return decisions, outcome
 
     def advance(self, now: int) -> list[Decision]:

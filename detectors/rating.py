@@ -1,23 +1,40 @@
-"""Negative courier rating: a rating at or below the threshold asks for service recovery now.
+"""Negative courier rating: service recovery now, and a follow-up check 72 hours later.
 
 Playbook: "negative courier ratings" are an early churn signal; the customer
-gets an apology and a service promise, not a coupon.
+gets an apology and a service promise, not a coupon. The "control contact after
+72 hours" is a second, time-driven trigger (stage `follow_up`) that fires only
+if no order came after the rating by then; any order after the rating cancels
+it. Ratings arrive on their own topic and may be read after later orders: a
+rating older than an order already applied schedules no follow-up. A negative
+rating less than 72 hours (by event time) after one that scheduled a follow-up
+schedules none: one check per bad experience, and the rule depends on event
+times only, never on whether a tick fired the earlier check in between.
 
 Must never: read the clock.
 """
 
 from __future__ import annotations
 
-from detectors.config import DetectorConfig
+from detectors.config import DAY_MS, DetectorConfig
 from detectors.decision import Decision
 from detectors.state import CustomerState
 from schemas import Event
+
+#: Follow-ups pending per customer at most (bounded state).
+MAX_FOLLOW_UPS = 3
 
 
 def on_rating(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision]:
     rating = int(ev.data["rating"])
     if rating > cfg.negative_rating_max:
         return []
+    order_id = str(ev.data["order_id"])
+    spaced = not st.fu_last or abs(ev.ts - st.fu_last) >= cfg.rating_follow_up_ms
+    if st.last_order < ev.ts and spaced:
+        st.fu_last = ev.ts
+        st.fu.append([ev.ts + cfg.rating_follow_up_ms, order_id])
+        st.fu.sort()
+        del st.fu[: max(0, len(st.fu) - MAX_FOLLOW_UPS)]
     return [
         Decision(
             customer_id=ev.customer_id,
@@ -26,10 +43,47 @@ def on_rating(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decisio
             severity="high" if rating == 1 else "medium",
             family="service_recovery",
             time_ms=ev.ts,
-            episode=str(ev.data["order_id"]),
+            episode=order_id,
             reason_codes=(f"courier_rating_{rating}",),
-            evidence={"rating": rating, "threshold": cfg.negative_rating_max, "order_id": ev.data["order_id"]},
+            evidence={"rating": rating, "threshold": cfg.negative_rating_max, "order_id": order_id},
             caused_by=ev.event_id,
             favourite_category=st.favourite_category(),
         )
     ]
+
+
+def next_deadline(st: CustomerState) -> int | None:
+    return int(st.fu[0][0]) if st.fu else None
+
+
+def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: int) -> list[Decision]:
+    if not st.fu or st.fu[0][0] > now:
+        return []
+    at, order_id = int(st.fu[0][0]), str(st.fu[0][1])
+    del st.fu[0]
+    rated = at - cfg.rating_follow_up_ms
+    days_since_order = round((at - st.last_order) / DAY_MS, 3) if st.n_orders else None
+    return [
+        Decision(
+            customer_id=customer_id,
+            kind="negative_rating",
+            stage="follow_up",
+            severity="medium",
+            family="service_recovery",
+            time_ms=at,
+            episode=order_id,
+            reason_codes=("no_order_after_negative_rating",),
+            evidence={
+                "order_id": order_id,
+                "hours_since_rating": round((at - rated) / 3_600_000, 2),
+                "days_since_last_order": days_since_order,
+            },
+            favourite_category=st.favourite_category(),
+        )
+    ]
+
+
+def on_order(st: CustomerState, ts: int, cfg: DetectorConfig) -> None:
+    """Any order after a rating (and before its check) means the customer stayed."""
+    if st.fu:
+        st.fu = [f for f in st.fu if ts <= f[0] - cfg.rating_follow_up_ms]

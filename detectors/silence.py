@@ -1,33 +1,80 @@
-"""Silence by category: no order for longer than the favourite category's window.
+"""Silence: no order for longer than the customer's own cadence or their category allows.
 
 Stages at_risk / dormant / lost fire once each per silence episode; the episode
-starts at the latest order, so a new order closes it. Windows are the category
-"silence windows" of the playbooks (grocery 7/14 d, fashion 30/60 d, home
-60/120 d, other 30/90 d, lost at 180 d). Time-driven: the trigger's time is the
-deadline itself, so live and replay produce the same payload whatever the tick
-granularity.
+starts at the latest order, so a new order closes it. Each stage's deadline is
+
+    max(category floor, moment the customer's P(alive) falls below the stage threshold)
+
+The category floors are the playbooks' "silence windows" (grocery 7/14 d,
+fashion 30/60 d, home 60/120 d, other 30/90 d, lost at 180 d). The personal
+part is the BG/NBD closed form (cadence.py), active when fitted parameters are
+configured and the customer has ordered on at least two days; a customer who
+reliably orders every 3 months is not "at risk" after 30 days ("don't spend the
+offer on people who would return anyway"). Time-driven: the trigger's time is
+the deadline itself, so live and replay produce the same payload whatever the
+tick granularity.
 
 Must never: read the clock.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+from detectors import cadence
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.decision import SILENCE_STAGES, Decision
 from detectors.state import CustomerState
 
 _SEVERITY = {"at_risk": "low", "dormant": "medium", "lost": "high"}
+CADENCE_RULE = "personal_cadence"
+FLOOR_RULE = "category_floor"
 
 
-def stage_deadlines(cfg: DetectorConfig, st: CustomerState) -> tuple[int, int, int]:
+def uses_cadence(cfg: DetectorConfig, st: CustomerState) -> bool:
+    return cfg.cadence is not None and st.n_days >= 2
+
+
+def stage_plan(cfg: DetectorConfig, st: CustomerState) -> list[tuple[int, int, str]]:
+    """(deadline, category floor, rule that set it) per stage; depends only on the order history."""
     risk, dormant = cfg.windows_for(st.favourite_category())
-    return (st.last_order + risk, st.last_order + dormant, st.last_order + cfg.silence_lost_ms)
+    last = st.last_order
+    floors = (last + risk, last + dormant, last + cfg.silence_lost_ms)
+    p = cfg.cadence
+    if p is None or st.n_days < 2:
+        return [(f, f, FLOOR_RULE) for f in floors]
+    unit = p.unit_ms
+    x, t_x = st.n_days - 1, (last - st.first_order) / unit
+    plan: list[tuple[int, int, str]] = []
+    previous = last
+    for floor, threshold in zip(floors, cfg.p_alive_thresholds, strict=True):
+        t = cadence.crossing_time(p, x, t_x, threshold)
+        model = st.first_order + math.ceil((t if t is not None else 0.0) * unit)
+        deadline = max(floor, model, previous)
+        plan.append((deadline, floor, CADENCE_RULE if model > floor else FLOOR_RULE))
+        previous = deadline
+    return plan
 
 
 def next_deadline(cfg: DetectorConfig, st: CustomerState) -> int | None:
     if st.n_orders == 0 or st.silence_stage >= len(SILENCE_STAGES):
         return None
-    return stage_deadlines(cfg, st)[st.silence_stage]
+    return stage_plan(cfg, st)[st.silence_stage][0]
+
+
+def cadence_evidence(cfg: DetectorConfig, st: CustomerState, at: int) -> dict[str, Any]:
+    """P(alive) at `at` and the expected gap between orders, when the model applies."""
+    p = cfg.cadence
+    if p is None or not uses_cadence(cfg, st):
+        return {}
+    unit = p.unit_ms
+    x, t_x = st.n_days - 1, (st.last_order - st.first_order) / unit
+    return {
+        "p_alive": round(cadence.p_alive(p, x, t_x, (at - st.first_order) / unit), 4),
+        "expected_gap_days": round(cadence.expected_gap(p, x, t_x) * unit / DAY_MS, 2),
+        "repeat_order_days": x,
+    }
 
 
 def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: int) -> list[Decision]:
@@ -35,12 +82,12 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
     out: list[Decision] = []
     if st.n_orders == 0:
         return out
-    deadlines = stage_deadlines(cfg, st)
+    plan = stage_plan(cfg, st)
     fav = st.favourite_category()
-    risk, dormant = cfg.windows_for(fav)
-    while st.silence_stage < len(SILENCE_STAGES) and deadlines[st.silence_stage] <= now:
+    while st.silence_stage < len(SILENCE_STAGES) and plan[st.silence_stage][0] <= now:
+        at, floor, rule = plan[st.silence_stage]
         stage = SILENCE_STAGES[st.silence_stage]
-        at = deadlines[st.silence_stage]
+        rule_code = "personal_cadence" if rule == CADENCE_RULE else f"category_window_{fav or 'other'}"
         out.append(
             Decision(
                 customer_id=customer_id,
@@ -50,15 +97,15 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
                 family="win_back",
                 time_ms=at,
                 episode=str(st.last_order),
-                reason_codes=(f"silence_{stage}", f"category_window_{fav or 'other'}"),
+                reason_codes=(f"silence_{stage}", rule_code),
                 evidence={
                     "days_silent": round((at - st.last_order) / DAY_MS, 3),
-                    "window_days": round(
-                        (risk if stage == "at_risk" else dormant if stage == "dormant" else cfg.silence_lost_ms)
-                        / DAY_MS, 3,
-                    ),
+                    "window_days": round((at - st.last_order) / DAY_MS, 3),
+                    "category_floor_days": round((floor - st.last_order) / DAY_MS, 3),
+                    "rule": rule,
                     "orders": st.n_orders,
                     "last_order_ms": st.last_order,
+                    **cadence_evidence(cfg, st, at),
                 },
                 favourite_category=fav,
             )

@@ -3,7 +3,9 @@
 Budget (DESIGN.md section 4): a few hundred bytes per customer, so tens of
 millions of customers fit a handful of workers. Only numbers and short strings;
 bounded lists (the last `RECENT` order times, the last `SEEN` event-id hashes,
-at most `MAX_CATEGORIES` categories).
+at most `MAX_CATEGORIES` categories, and lists sized by bounded settings: the
+latest basket amounts, late-delivery times, win-back episode starts). Empty
+optional parts (consent, cooldown slots) encode as an empty list.
 
 The encoding is lossless: a state decoded from the changelog behaves exactly
 like the one that was written, which is what keeps recovery deterministic.
@@ -24,7 +26,9 @@ RECENT = 8
 SEEN = 8
 #: Categories tracked per customer (least ordered dropped first).
 MAX_CATEGORIES = 6
-ENCODING_VERSION = 1
+#: 2: cadence (n_days), basket, favourite, follow-up, lateness, consent and
+#: suppression bookkeeping fields.
+ENCODING_VERSION = 2
 
 
 def event_hash(event_id: str) -> int:
@@ -37,16 +41,28 @@ class CustomerState:
 
     __slots__ = (
         "amount_total",
+        "amounts",
+        "basket_fired",
         "cats",
+        "consent",
+        "fav_fired",
         "first_order",
         "freq_fired",
+        "fu",
+        "fu_last",
+        "last_emit",
         "last_event",
         "last_order",
+        "late",
+        "n_days",
         "n_orders",
         "partition",
         "recent",
+        "returned_at",
         "seen",
         "silence_stage",
+        "wb",
+        "wb_ep",
     )
 
     def __init__(self) -> None:
@@ -61,6 +77,24 @@ class CustomerState:
         self.freq_fired = 0          # epoch ms the current frequency-drop episode fired (0: none)
         self.seen: list[int] = []    # hashes of the last SEEN event ids, oldest first
         self.last_event = 0          # highest event time applied
+        # personal cadence: distinct UTC order days (BG/NBD x = n_days - 1)
+        self.n_days = 0
+        # basket value: amounts of the latest orders (arrival order), drop episode
+        self.amounts: list[float] = []
+        self.basket_fired = 0        # epoch ms of the order that fired the current drop (0: none)
+        self.fav_fired = 0           # last favourite-category order the abandonment fired for (0: none)
+        # pending negative-rating follow-ups: [due ms, rated order id], by due time
+        self.fu: list[list[Any]] = []
+        self.fu_last = 0             # event time of the latest rating that scheduled a follow-up
+        self.late: list[int] = []    # times of the latest late deliveries, ascending
+        # consent: [] (never set) or per channel (email, sms, push): code, since_ms
+        # with code = current + 3 * previous, each 0 unknown / 1 granted / 2 withdrawn
+        self.consent: list[int] = []
+        # suppression bookkeeping
+        self.returned_at = 0         # epoch ms of the latest return after a win-back trigger
+        self.wb_ep = 0               # silence episode (its last order ms) of the latest emitted win-back chain
+        self.wb: list[int] = []      # start times of the latest emitted win-back chains
+        self.last_emit: list[int] = []  # [] or per COOLDOWN_KINDS: epoch ms of the latest emitted trigger
 
     def favourite_category(self) -> str | None:
         """Category with most orders; ties go to the most recently ordered one."""
@@ -76,7 +110,9 @@ class CustomerState:
         return [
             ENCODING_VERSION, self.partition, self.first_order, self.last_order, self.n_orders,
             self.amount_total, self.recent, cats, self.silence_stage, self.freq_fired,
-            self.seen, self.last_event,
+            self.seen, self.last_event, self.n_days, self.amounts, self.basket_fired, self.fav_fired,
+            self.fu, self.fu_last, self.late, self.consent, self.returned_at, self.wb_ep, self.wb,
+            self.last_emit,
         ]
 
     def encode(self) -> bytes:
@@ -88,8 +124,11 @@ class CustomerState:
             raise ValueError(f"unsupported customer state encoding {v[:1]!r}")
         st = cls()
         (_, st.partition, st.first_order, st.last_order, st.n_orders, st.amount_total,
-         st.recent, cats, st.silence_stage, st.freq_fired, st.seen, st.last_event) = v
+         st.recent, cats, st.silence_stage, st.freq_fired, st.seen, st.last_event, st.n_days, amounts,
+         st.basket_fired, st.fav_fired, st.fu, st.fu_last, st.late, st.consent, st.returned_at, st.wb_ep,
+         st.wb, st.last_emit) = v
         st.amount_total = float(st.amount_total)
+        st.amounts = [float(a) for a in amounts]
         st.cats = {c: [n, t] for c, n, t in cats}
         return st
 

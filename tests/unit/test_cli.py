@@ -103,8 +103,9 @@ def test_replay_reports_invalid_lines_and_writes_triggers_and_snapshots(tmp_path
     assert f"{log}:2: malformed_json" in r.stderr
     assert f"{log}:4: schema" in r.stderr
     triggers = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-    assert sorted((t["data"]["kind"], t["subject"]) for t in triggers) == [
-        ("negative_rating", "c2"), ("silence", "c1")]
+    # c2 rated badly and never ordered: the service-recovery trigger and its 72-hour follow-up
+    assert sorted((t["data"]["kind"], t["data"]["stage"], t["subject"]) for t in triggers) == [
+        ("negative_rating", "follow_up", "c2"), ("negative_rating", "now", "c2"), ("silence", "at_risk", "c1")]
     rows = {r["customer_id"]: r for r in map(orjson.loads, snap.read_bytes().splitlines())}
     assert set(rows) == {"c1", "c2"}
     assert 0.0 <= rows["c2"]["risk"] <= 1.0

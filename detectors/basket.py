@@ -1,0 +1,51 @@
+"""Basket value drop: the recent average order value fell well below the customer's own baseline.
+
+Recent = the latest `basket_recent_orders` orders; baseline = the average of
+all orders before them (amount total minus the recent ones), trusted after
+`basket_min_baseline_orders` orders. The playbooks call it the "evaporating
+average check": the customer still orders but moves spend elsewhere. It fires
+on the order that shows the drop, once per drop: the episode ends when the
+recent average is back above the threshold.
+
+Must never: read the clock.
+"""
+
+from __future__ import annotations
+
+from detectors.config import DetectorConfig
+from detectors.decision import Decision
+from detectors.state import CustomerState
+from schemas import Event
+
+
+def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision]:
+    """Call after the order is counted in n_orders and amount_total."""
+    k = cfg.basket_recent_orders
+    st.amounts.append(float(ev.data["amount"]))
+    if len(st.amounts) > k:
+        del st.amounts[: len(st.amounts) - k]
+    n_base = st.n_orders - len(st.amounts)
+    if len(st.amounts) < k or n_base < cfg.basket_min_baseline_orders:
+        return []
+    recent = sum(st.amounts) / len(st.amounts)
+    baseline = (st.amount_total - sum(st.amounts)) / n_base
+    if baseline <= 0 or recent >= cfg.basket_drop_ratio * baseline:
+        st.basket_fired = 0  # recovered (or never dropped): a later drop is a new episode
+        return []
+    if st.basket_fired:
+        return []
+    st.basket_fired = ev.ts
+    return [Decision(
+        customer_id=ev.customer_id, kind="basket_value_drop", stage="now", severity="low",
+        family="retention", time_ms=ev.ts, episode=str(ev.ts),
+        reason_codes=("basket_value_below_baseline",),
+        evidence={
+            "baseline_order_value": round(baseline, 2),
+            "recent_order_value": round(recent, 2),
+            "recent_orders": len(st.amounts),
+            "baseline_orders": n_base,
+            "drop_ratio": cfg.basket_drop_ratio,
+            "ratio": round(recent / baseline, 3),
+        },
+        caused_by=ev.event_id, favourite_category=st.favourite_category(),
+    )]

@@ -1,0 +1,47 @@
+"""Favourite category abandoned: the category with most of the orders lapsed while others continue.
+
+A customer whose favourite (>= `favourite_min_orders` orders and at least
+`favourite_min_share` of all orders) has not been bought for longer than that
+category's at-risk window, and who just ordered something else, is moving that
+part of their spend to a competitor ("abandonment of favourite category"). It
+fires on the order in the other category, once per lapse: the episode is the
+last favourite order, so buying the favourite again re-arms it.
+
+Must never: read the clock.
+"""
+
+from __future__ import annotations
+
+from detectors.config import DAY_MS, DetectorConfig
+from detectors.decision import Decision
+from detectors.state import CustomerState
+from schemas import Event
+
+
+def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision]:
+    """Call before the order is applied: shares are over the orders before it."""
+    fav = st.favourite_category()
+    category = ev.data["category"]
+    if fav is None or category == fav:
+        return []
+    count, last = st.cats[fav]
+    if count < cfg.favourite_min_orders or count < cfg.favourite_min_share * st.n_orders:
+        return []
+    window = cfg.windows_for(fav)[0]
+    if ev.ts - last <= window or st.fav_fired == last:
+        return []
+    st.fav_fired = last
+    return [Decision(
+        customer_id=ev.customer_id, kind="favourite_category_abandoned", stage="now", severity="medium",
+        family="retention", time_ms=ev.ts, episode=str(last),
+        reason_codes=("favourite_category_lapsed", f"category_window_{fav}"),
+        evidence={
+            "abandoned_category": fav,
+            "favourite_orders": count,
+            "favourite_share": round(count / st.n_orders, 3),
+            "days_since_favourite_order": round((ev.ts - last) / DAY_MS, 3),
+            "window_days": round(window / DAY_MS, 3),
+            "ordered_category": str(category),
+        },
+        caused_by=ev.event_id, favourite_category=fav,
+    )]

@@ -1,0 +1,78 @@
+"""Return point: an order after a silence trigger, and corrections of silences proved wrong.
+
+`customer_returned` fires when an order follows an at-risk/dormant/lost
+trigger of the current silence episode (emitted or suppressed: holdout returns
+must be counted too, or the campaign gets the credit for organic returns). It
+carries the stage it follows, the days since that trigger and, like every
+decision, the customer's group; it starts the 90-day win-back exclusion.
+
+A late (out-of-order) order can prove a fired silence wrong: its occurred_at
+lies before a stage's deadline that has already fired. History is not
+rewritten; a `silence_retracted` correction names the first wrong stage and the
+trigger id it retracts (DESIGN.md section 3). Both kinds are measurement
+events: they record what happened and are never suppressed.
+
+Must never: read the clock.
+"""
+
+from __future__ import annotations
+
+from detectors import silence
+from detectors.config import DAY_MS, DetectorConfig
+from detectors.decision import MEASUREMENT, SILENCE_STAGES, Decision
+from detectors.envelope import trigger_id
+from detectors.state import CustomerState
+from schemas import Event
+
+
+def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision]:
+    """Call before the order is applied: the state still describes the episode it ends."""
+    ts = ev.ts
+    if st.n_orders == 0 or ts <= st.last_order or st.silence_stage == 0:
+        return []
+    plan = silence.stage_plan(cfg, st)
+    fired = range(st.silence_stage)
+    right = [s for s in fired if plan[s][0] <= ts]
+    wrong = [s for s in fired if plan[s][0] > ts]
+    episode = str(st.last_order)
+    fav = st.favourite_category()
+    out: list[Decision] = []
+    if wrong:
+        stage = SILENCE_STAGES[wrong[0]]
+        out.append(Decision(
+            customer_id=ev.customer_id, kind="silence_retracted", stage=stage, severity="info",
+            family=MEASUREMENT, time_ms=ts, episode=episode,
+            reason_codes=("late_order_before_deadline",),
+            evidence={
+                "retracted_stages": ",".join(SILENCE_STAGES[s] for s in wrong),
+                "retracted_trigger_id": trigger_id(ev.customer_id, "silence", episode, stage),
+                "deadline_ms": plan[wrong[0]][0],
+                "order_id": str(ev.data["order_id"]),
+                "days_before_deadline": round((plan[wrong[0]][0] - ts) / DAY_MS, 3),
+            },
+            caused_by=ev.event_id, favourite_category=fav,
+        ))
+        if not right and st.wb_ep == st.last_order and st.wb:
+            # The whole chain was wrong: it must not count against the yearly cap.
+            st.wb.pop()
+            st.wb_ep = 0
+    if right:
+        stage = SILENCE_STAGES[right[-1]]
+        at = plan[right[-1]][0]
+        out.append(Decision(
+            customer_id=ev.customer_id, kind="customer_returned", stage="now", severity="info",
+            family=MEASUREMENT, time_ms=ts, episode=episode,
+            reason_codes=(f"order_after_silence_{stage}",),
+            evidence={
+                "preceding_kind": "silence",
+                "preceding_stage": stage,
+                "preceding_trigger_id": trigger_id(ev.customer_id, "silence", episode, stage),
+                "days_since_trigger": round((ts - at) / DAY_MS, 3),
+                "days_silent": round((ts - st.last_order) / DAY_MS, 3),
+                "order_id": str(ev.data["order_id"]),
+                "amount": float(ev.data["amount"]),
+            },
+            caused_by=ev.event_id, favourite_category=fav,
+        ))
+        st.returned_at = ts
+    return out
