@@ -24,6 +24,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 #: not a zero in PromQL).
 EVENT_OUTCOMES = ("accepted", "duplicate", "late", "invalid")
 RETURN_GROUPS = ("treatment", "holdout")
+#: InvalidEvent reason codes (schemas/decode.py, streams/runtime.py); a test
+#: keeps this list in step with the code. An unlisted reason is still counted.
+DLQ_REASONS = ("too_large", "malformed_json", "not_an_object", "unknown_type", "schema", "future_time",
+               "ancient_time", "empty", "key_mismatch")
+#: Trigger kinds whose `emitted` series start at 0 (suppression reasons appear on first use).
+TRIGGER_KINDS = ("silence", "frequency_drop", "negative_rating", "delivery_failed", "delivery_late",
+                 "customer_returned")
 
 #: Prefix of Faust's sensor metrics on /metrics (Faust's default is the app id,
 #: which differs per deployment; a fixed prefix keeps dashboards portable).
@@ -106,6 +113,10 @@ class Metrics:
                 self.events.labels(topic, outcome)
         for group in RETURN_GROUPS:
             self.returns.labels(group)
+        for reason in DLQ_REASONS:
+            self.dlq.labels(reason)
+        for kind in TRIGGER_KINDS:
+            self.triggers.labels(kind, "emitted")
         self.info.labels(version, config_version).set(1)
 
     def set_partition_gauge(self, gauge: Gauge, values: dict[tuple[str, ...], float]) -> None:
