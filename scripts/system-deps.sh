@@ -3,6 +3,10 @@
 set -euo pipefail
 need=()
 # (Debian packages are added here as the tests come to need them.)
+# promtool + the Prometheus server: rule/config checks and the real-Prometheus test.
+command -v promtool >/dev/null && command -v prometheus >/dev/null || need+=(prometheus)
+# docker-compose (v1, Python): validates docker-compose.yml without a Docker engine.
+command -v docker-compose >/dev/null || need+=(docker-compose)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
 export DEBIAN_FRONTEND=noninteractive
