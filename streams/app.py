@@ -9,6 +9,7 @@ standby replicas never fire anything.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 import time
@@ -19,23 +20,27 @@ import faust
 from faust.serializers import codecs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from detectors import CustomerState
 from streams.health import broker_reachable
 from streams.metrics import Metrics, faust_monitor
 from streams.runtime import Runtime, headers_list
 from streams.settings import Settings
+from streams.state_store import decode_stored
 
 log = logging.getLogger("churn_signals")
 
 
 class _StateCodec(codecs.Codec):
-    """Compact, lossless changelog encoding of CustomerState."""
+    """Compact, lossless changelog encoding of a customer's state and source offsets.
+
+    The bytes are made when the state is written (streams/state_store.py), so a
+    record drained from the producer buffer later is still the state written.
+    """
 
     def _dumps(self, obj: Any) -> bytes:
-        return obj.encode()  # type: ignore[no-any-return]
+        return obj.raw  # type: ignore[no-any-return]
 
     def _loads(self, s: bytes) -> Any:
-        return CustomerState.decode(s)
+        return decode_stored(s)
 
 
 class _Utf8Codec(codecs.Codec):
@@ -114,8 +119,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
                     msg.topic, msg.partition, msg.offset, msg.key, msg.value,
                     msg.timestamp, headers_list(msg.headers),
                 )
-            for r in records:
-                await out_topics[r.topic].send(key=r.key, value=r.value, headers=r.headers, timestamp=r.timestamp)
+            if records:
+                sent = [await out_topics[r.topic].send(key=r.key, value=r.value, headers=r.headers,
+                                                       timestamp=r.timestamp) for r in records]
+                # Outputs before state: a crash in between repeats the triggers, never loses them.
+                await asyncio.gather(*sent)
+                runtime.write_state()
 
     @app.timer(settings.tick_interval_s)
     async def tick() -> None:

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from detectors import CustomerState, Decision, Engine, PartitionCore
+from detectors import Decision, Engine, PartitionCore
+from detectors.engine import DUPLICATE
 from detectors.envelope import CONTENT_TYPE, encode, to_cloudevent
 from schemas import EventDecoder, InvalidEvent
 from streams.clock import TP, Watermarks
 from streams.metrics import RETURN_GROUPS, Metrics
 from streams.settings import Settings
+from streams.state_store import StagedStore, Stored
 
 Headers = list[tuple[str, bytes]]
 
@@ -35,7 +37,7 @@ class Runtime:
     def __init__(
         self,
         settings: Settings,
-        store: MutableMapping[str, CustomerState],
+        store: MutableMapping[str, Stored],
         metrics: Metrics,
         wall_ms: Callable[[], int],
     ) -> None:
@@ -44,7 +46,9 @@ class Runtime:
         self.engine = Engine(settings.detector)
         self.config_version = settings.detector.version
         self.decoder = EventDecoder(max_future_skew_ms=settings.max_future_skew_ms)
-        self.store = store
+        # Reads are private copies, writes wait for write_state(): streams/state_store.py says why.
+        self.store = StagedStore(store, len(self.topics.inputs))
+        self.topic_index = {name: i for i, name in enumerate(self.topics.inputs)}
         self.metrics = metrics
         self.wall_ms = wall_ms
         self.cores: dict[int, PartitionCore] = {}
@@ -65,6 +69,7 @@ class Runtime:
     def revoke_all(self) -> None:
         """Drop derived per-partition indexes; rebuilt from the table on next use."""
         self.cores.clear()
+        self.store.discard()  # staged changes are redone from the committed offset by the new owner
         # Per-partition series of partitions this worker may no longer own must not linger.
         self.metrics.watermark.clear()
         self.metrics.consumer_lag.clear()
@@ -98,9 +103,16 @@ class Runtime:
             return [self._dead_letter(exc, topic, partition, offset, key, value, timestamp, headers)]
         self.watermarks.observe(topic, partition, offset, ev.ts)
         self.metrics.event_lag.observe(max(0, wall - ev.ts) / 1000)
+        cid, index = ev.customer_id, self.topic_index[topic]
+        if self.store.applied(cid, partition, index, offset):
+            # redelivered after a crash or rebalance: the stored state already has it
+            self.metrics.events.labels(topic, DUPLICATE).inc()
+            return self._staged([])
         decisions, outcome = self.core(partition).apply(ev)
+        if outcome != DUPLICATE:
+            self.store.record(cid, index, offset)
         self.metrics.events.labels(topic, outcome).inc()
-        return self._route(decisions)
+        return self._staged(self._route(decisions))
 
     def on_tick(self, partition: int, value: bytes | None) -> list[Outgoing]:
         try:
@@ -111,7 +123,17 @@ class Runtime:
         with self.metrics.sweep_seconds.time():
             decisions = core.advance(now)
         self.metrics.watermark.labels(str(partition)).set(core.clock / 1000)
-        return self._route(decisions)
+        return self._staged(self._route(decisions))
+
+    def _staged(self, records: list[Outgoing]) -> list[Outgoing]:
+        """Write state now when nothing is to be sent; else the caller writes it after delivery."""
+        if not records:
+            self.store.write()
+        return records
+
+    def write_state(self) -> None:
+        """Write the state changes of the last message, once the records it returned are delivered."""
+        self.store.write()
 
     def tick_times(
         self,
