@@ -35,9 +35,9 @@ class Timeline:
             return
         mine = [d for d in decisions if d.customer_id == cid]
         if ev is None:
-            for d in mine:  # deadlines fired by the clock, one entry each
-                self.entries.append({"at": iso_ms(d.time_ms), "what": "deadline",
-                                     "trigger": self._trigger(d), "state": self._state(core)})
+            for i, d in enumerate(mine, 1):  # deadlines fired by the clock; the state is the one after the last
+                self.entries.append({"at": iso_ms(d.time_ms), "what": "deadline", "trigger": self._trigger(d),
+                                     "state": self._state(core) if i == len(mine) else None})
             return
         # An order first fires the customer's own deadlines that passed before it.
         for d in (d for d in mine if d.caused_by is None and d.time_ms <= ev.ts):

@@ -80,8 +80,11 @@ class TopicSink:
         self.audit_topic = audit_topic or topic
         self.batch = batch
         self.count = 0
+        async def create() -> AIOKafkaProducer:  # aiokafka binds to the loop running when it is built
+            return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+
         self.loop = asyncio.new_event_loop()
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        self.producer = self.loop.run_until_complete(create())
         self.pending: list[Any] = []
         try:
             with quiet_connection_errors():

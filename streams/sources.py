@@ -178,6 +178,7 @@ class TopicSource:
         self.idle_timeout = idle_timeout
         self.total: float | None = None
         self.read = 0
+        self.skipped = 0   # messages before a --start time that the broker's time index let through
 
     def progress(self) -> tuple[float, float | None]:
         return float(self.read), self.total
@@ -188,9 +189,12 @@ class TopicSource:
 
         from streams.topics import quiet_connection_errors
 
-        loop = asyncio.new_event_loop()
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+        async def create() -> AIOKafkaConsumer:  # aiokafka binds to the loop running when it is built
+            return AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="earliest")
+
+        loop = asyncio.new_event_loop()
+        consumer = loop.run_until_complete(create())
         try:
             try:
                 with quiet_connection_errors():
@@ -202,16 +206,15 @@ class TopicSource:
             if missing:
                 raise CommandError(f"topic(s) not found on {self.bootstrap}: {', '.join(missing)}")
             tps = [TopicPartition(t, p) for t in self.topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-            consumer.assign(tps)
+            loop.run_until_complete(_in_loop(consumer.assign, tps))
             ends = loop.run_until_complete(consumer.end_offsets(tps))
             firsts = loop.run_until_complete(consumer.beginning_offsets(tps))
             starts = self._starts(loop, consumer, tps, firsts, ends)
             self.total = float(sum(max(0, ends[tp] - starts[tp]) for tp in tps))
             streams = []
             for tp in tps:
-                if starts[tp] < ends[tp]:
-                    consumer.seek(tp, starts[tp])
-                    streams.append(self._partition(loop, consumer, tp, ends[tp], decoder))
+                loop.run_until_complete(_in_loop(consumer.seek, tp, starts[tp]))
+                streams.append(self._partition(loop, consumer, tp, ends[tp], decoder))
             yield from heapq.merge(*streams, key=_ts)
         finally:
             loop.run_until_complete(consumer.stop())
@@ -227,16 +230,25 @@ class TopicSource:
             return {tp: ends[tp] if found.get(tp) is None else found[tp].offset for tp in tps}
         return dict(firsts)
 
-    def _partition(self, loop: asyncio.AbstractEventLoop, consumer: Any, tp: Any, end: int,
+    def _partition(self, loop: asyncio.AbstractEventLoop, consumer: Any, tp: Any, listed_end: int,
                    decoder: EventDecoder) -> Iterator[Item]:
         decode = decoder.decode
         last = 0
+        min_ts = self.start.value if self.start.kind == "time" else None
         idle_since = time.monotonic()
+        # The end is the high watermark of the first fetch: some brokers (the embedded
+        # Tansu among them) list an end offset short of the last batch, a fetch never is.
+        end: int | None = None
         while True:
             batch = loop.run_until_complete(consumer.getmany(tp, timeout_ms=500, max_records=5000))
+            if end is None:
+                hw = consumer.highwater(tp)
+                if hw is not None:
+                    end = max(hw, listed_end)
+                    self.total = (self.total or 0.0) + (end - listed_end)
             msgs = batch.get(tp, [])
             if not msgs:
-                if loop.run_until_complete(consumer.position(tp)) >= end:
+                if end is not None and loop.run_until_complete(consumer.position(tp)) >= end:
                     return
                 if time.monotonic() - idle_since > self.idle_timeout:
                     raise CommandError(f"no message from {tp.topic}[{tp.partition}] for {self.idle_timeout:.0f}s "
@@ -244,9 +256,12 @@ class TopicSource:
                 continue
             idle_since = time.monotonic()
             for m in msgs:
-                if m.offset >= end:
+                if end is not None and m.offset >= end:
                     return
                 self.read += 1
+                if min_ts is not None and m.timestamp < min_ts:
+                    self.skipped += 1  # the broker's time index is approximate on some brokers
+                    continue
                 raw = m.value
                 try:
                     if raw is None:
@@ -259,8 +274,13 @@ class TopicSource:
                     continue
                 last = ev.ts
                 yield ev
-            if msgs[-1].offset >= end - 1:
+            if end is not None and msgs[-1].offset >= end - 1:
                 return
+
+
+async def _in_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call a synchronous aiokafka method inside the loop (it creates futures on the running loop)."""
+    return fn(*args)
 
 
 def open_source(spec: str, bootstrap: str | None = None, input_topics: tuple[str, ...] = (),
