@@ -218,7 +218,7 @@ RETURNED = "customer_returned"
 
 
 def return_group(d: Decision) -> str:
-    """Holdout group of a customer_returned decision: its `group` field, or the evidence's."""
+    """Holdout group of a customer_returned decision (Decision.group; evidence["group"] as a fallback)."""
     group = getattr(d, "group", None) or d.evidence.get("group")
     return group if group in RETURN_GROUPS else "unknown"
 

@@ -1,0 +1,258 @@
+"""What the worker counts, on a fresh registry, through the real Runtime with a dict as the table.
+
+The clock is a fake (`Clock.now`), never patched time; values are read with
+`get_sample_value`, prometheus_client's own testing pattern.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from detectors import Decision
+from detectors.envelope import iso_ms
+from streams.broker import free_port
+from streams.health import bootstrap_hosts, broker_reachable
+from streams.logs import JsonFormatter, logging_config
+from streams.metrics import DLQ_REASONS, RETURN_GROUPS, Metrics, faust_monitor
+from streams.runtime import Runtime
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+DAY = 86_400_000
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def make(now: int = T0) -> tuple[Runtime, Metrics, Clock]:
+    settings = Settings()
+    metrics = Metrics(CollectorRegistry())
+    metrics.initialise(settings.topics.inputs, "test", settings.detector.version)
+    clock = Clock(now)
+    return Runtime(settings, {}, metrics, clock), metrics, clock
+
+
+def order(cid: str, eid: str, at: int) -> bytes:
+    return orjson.dumps({"event_id": eid, "type": "order", "customer_id": cid, "occurred_at": iso_ms(at),
+                         "order_id": f"o-{eid}", "category": "grocery", "amount": 20.0})
+
+
+def sample(m: Metrics, name: str, **labels: str) -> float | None:
+    return m.registry.get_sample_value(name, labels)
+
+
+def test_known_label_values_exist_at_zero_before_anything_happens():
+    _, m, _ = make()
+    assert sample(m, "churn_events_total", topic="orders", outcome="late") == 0
+    for group in RETURN_GROUPS:
+        assert sample(m, "churn_returns_total", group=group) == 0
+    for reason in DLQ_REASONS:
+        assert sample(m, "churn_dlq_messages_total", reason=reason) == 0
+    assert sample(m, "churn_triggers_total", kind="silence", decision="emitted") == 0
+    assert sample(m, "churn_worker_info", version="test", config_version=Settings().detector.version) == 1
+
+
+def test_event_time_lag_and_detection_time_are_observed_per_event():
+    rt, m, _ = make(T0 + 90_000)
+    rt.on_input("orders", 0, 0, b"c-1", order("c-1", "e1", T0))          # 90 s behind the wall clock
+    rt.on_input("orders", 0, 1, b"c-1", order("c-1", "e2", T0 + 89_500))  # 0.5 s behind
+    assert sample(m, "churn_events_total", topic="orders", outcome="accepted") == 2
+    assert sample(m, "churn_event_time_lag_seconds_count") == 2
+    assert sample(m, "churn_event_time_lag_seconds_sum") == pytest.approx(90.5)
+    assert sample(m, "churn_event_time_lag_seconds_bucket", le="1.0") == 1
+    assert sample(m, "churn_detection_duration_seconds_count") == 2
+    rt.on_input("orders", 0, 2, b"c-1", b"{broken")
+    assert sample(m, "churn_detection_duration_seconds_count") == 3   # invalid input is timed too
+    assert sample(m, "churn_event_time_lag_seconds_count") == 2       # but has no event time
+
+
+def test_dead_letters_are_counted_by_reason_and_as_invalid_input():
+    rt, m, _ = make()
+    rt.on_input("orders", 0, 0, b"c-9", b"{broken")
+    rt.on_input("orders", 0, 1, b"c-9", b"[1]")
+    rt.on_input("deliveries", 1, 0, b"c-9", b"[2]")
+    assert sample(m, "churn_dlq_messages_total", reason="malformed_json") == 1
+    assert sample(m, "churn_dlq_messages_total", reason="not_an_object") == 2
+    assert sample(m, "churn_events_total", topic="orders", outcome="invalid") == 2
+    assert sample(m, "churn_events_total", topic="deliveries", outcome="invalid") == 1
+
+
+def test_every_reason_the_code_can_raise_starts_at_zero():
+    raised = set()
+    for path in [*ROOT.joinpath("schemas").glob("*.py"), *ROOT.joinpath("streams").glob("*.py")]:
+        raised |= set(re.findall(r'InvalidEvent\(\s*"([a-z_]+)"', path.read_text()))
+    assert raised, "no InvalidEvent reason found: the pattern no longer matches the code"
+    assert raised <= set(DLQ_REASONS)
+
+
+def _decision(kind: str, **kw: Any) -> Decision:
+    return Decision(customer_id="c-1", kind=kind, stage="now", severity="info", family="win_back", time_ms=T0,
+                    episode="e", reason_codes=(), **kw)
+
+
+def test_returns_are_counted_by_the_group_of_the_decision():
+    rt, m, _ = make()
+    rt._route([_decision("customer_returned", group="holdout"),
+               _decision("customer_returned", group="treatment"),
+               _decision("customer_returned", group="treatment"),
+               _decision("silence", group="holdout")])
+    assert sample(m, "churn_returns_total", group="treatment") == 2
+    assert sample(m, "churn_returns_total", group="holdout") == 1
+    assert sample(m, "churn_triggers_total", kind="customer_returned", decision="emitted") == 3
+
+
+def test_suppressed_triggers_are_counted_under_their_reason():
+    rt, m, _ = make()
+    rt._route([_decision("silence", suppressed="holdout"), _decision("silence")])
+    assert sample(m, "churn_triggers_total", kind="silence", decision="holdout") == 1
+    assert sample(m, "churn_triggers_total", kind="silence", decision="emitted") == 1
+
+
+def test_overdue_deadlines_are_those_past_the_wall_clock_beyond_the_grace():
+    rt, m, clock = make(T0)
+    rt.on_input("orders", 0, 0, b"c-1", order("c-1", "e1", T0))
+    rt.on_input("orders", 1, 0, b"c-2", order("c-2", "e2", T0))
+    deadline = rt.core(0).index.peek()
+    assert deadline is not None
+    clock.now = deadline + rt.overdue_grace_ms - 1    # due, but within the grace
+    rt.refresh_gauges()
+    assert sample(m, "churn_deadlines_pending") == 2
+    assert sample(m, "churn_customers_tracked") == 2
+    assert sample(m, "churn_deadlines_overdue") == 0
+    assert sample(m, "churn_deadline_overdue_seconds") == 0
+    clock.now = deadline + 600_000                     # the clock never ticked: silence not fired
+    rt.refresh_gauges()
+    assert sample(m, "churn_deadlines_overdue") == 2
+    assert sample(m, "churn_deadline_overdue_seconds") == 600
+    rt.on_tick(0, b'{"now": %d}' % clock.now)          # partition 0 fires its deadline
+    rt.refresh_gauges()
+    assert sample(m, "churn_deadlines_overdue") == 1
+
+
+def test_consumer_lag_is_end_minus_committed_and_revoked_partitions_disappear():
+    rt, m, _ = make()
+    ends = {("orders", 0): 120, ("orders", 1): 7, ("deliveries", 0): 5}
+    committed = {("orders", 0): 20, ("deliveries", 0): 5}
+    rt.record_consumer_lag([0, 1], ends.get, committed.get)
+    assert sample(m, "churn_consumer_lag_messages", topic="orders", partition="0") == 100
+    assert sample(m, "churn_consumer_lag_messages", topic="orders", partition="1") == 7   # never committed
+    assert sample(m, "churn_consumer_lag_messages", topic="deliveries", partition="0") == 0
+    assert sample(m, "churn_consumer_lag_messages", topic="deliveries", partition="1") is None  # end unknown
+    rt.record_consumer_lag([1], ends.get, committed.get)
+    assert sample(m, "churn_consumer_lag_messages", topic="orders", partition="0") is None
+    assert sample(m, "churn_consumer_lag_messages", topic="orders", partition="1") == 7
+
+
+def test_revoking_partitions_drops_their_watermark_series():
+    rt, m, _ = make()
+    rt.on_tick(3, b'{"now": %d}' % T0)
+    assert sample(m, "churn_watermark_seconds", partition="3") == T0 / 1000
+    rt.revoke_all()
+    assert sample(m, "churn_watermark_seconds", partition="3") is None
+
+
+def test_no_label_value_ever_carries_a_customer_or_event_id():
+    rt, m, _ = make(T0)
+    for i in range(20):
+        rt.on_input("orders", i % 2, i, f"cust-{i}".encode(), order(f"cust-{i}", f"evt-{i}", T0))
+    rt.on_input("orders", 0, 99, b"cust-x", b"{broken")
+    rt.on_tick(0, b'{"now": %d}' % (T0 + 30 * DAY))
+    rt.refresh_gauges()
+    assert sample(m, "churn_triggers_total", kind="silence", decision="emitted")
+    values = {v for fam in m.registry.collect() for s in fam.samples for v in s.labels.values()}
+    assert not [v for v in values if "cust-" in v or "evt-" in v]
+
+
+def test_faust_sensor_metrics_share_the_registry_with_ours():
+    m = Metrics(CollectorRegistry())
+    monitor = faust_monitor(m.registry)
+    monitor.on_assignment_completed(None, {"time_start": monitor.time()})  # type: ignore[arg-type]
+    text = generate_latest(m.registry).decode()
+    assert "churn_events_total" in text
+    assert "faust_assignment_operations_total" in text
+    assert "faust_topic_partition_end_offset" in text
+
+
+def test_json_logs_are_one_object_per_line_with_extras_and_tracebacks():
+    fmt = JsonFormatter()
+    record = logging.LogRecord("churn_signals", logging.WARNING, __file__, 1, "partition %d stalled", (3,), None)
+    record.partition = 3
+    out = json.loads(fmt.format(record))
+    assert out["level"] == "warning"
+    assert out["message"] == "partition 3 stalled"
+    assert out["partition"] == 3
+    assert out["ts"].endswith("+00:00")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    line = fmt.format(record)
+    assert "\n" not in line
+    assert "ValueError: boom" in json.loads(line)["exc"]
+
+
+def test_log_format_setting_selects_the_formatter():
+    assert logging_config("text", "info") is None  # Faust's own text format
+    cfg = logging_config("json", "warning")
+    assert cfg is not None
+    assert cfg["root"]["level"] == "WARNING"
+    logging.config.dictConfig({**cfg, "root": {"level": "WARNING", "handlers": []}})  # the config loads
+
+
+def test_bootstrap_hosts_parse_kafka_server_lists():
+    assert bootstrap_hosts("kafka:9092, 10.0.0.2:9093") == [("kafka", 9092), ("10.0.0.2", 9093)]
+    assert bootstrap_hosts("[::1]:9092") == [("::1", 9092)]
+
+
+def test_broker_is_unreachable_when_nothing_listens():
+    assert asyncio.run(broker_reachable(f"127.0.0.1:{free_port()}", timeout=1)) is False
+
+
+def test_broker_is_unreachable_when_the_port_accepts_but_never_answers():
+    # A listening socket nobody reads: the kernel completes the TCP handshake (like a
+    # SIGSTOPped broker), so only a protocol round trip can tell it is not a broker.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        assert asyncio.run(broker_reachable(f"127.0.0.1:{port}", timeout=0.5)) is False
+
+
+def test_broker_is_reachable_when_it_answers_api_versions():
+    async def fake_broker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        size = int.from_bytes(await reader.readexactly(4), "big")
+        req = await reader.readexactly(size)
+        assert req[:4] == b"\x00\x12\x00\x00"  # ApiVersions v0
+        writer.write((8).to_bytes(4, "big") + req[4:8] + b"\x00\x00\x00\x00")  # echo the correlation id
+        await writer.drain()
+        writer.close()
+
+    async def check() -> bool:
+        server = await asyncio.start_server(fake_broker, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return await broker_reachable(f"127.0.0.1:{free_port()},127.0.0.1:{port}", timeout=1)
+        finally:
+            server.close()
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+
+    assert asyncio.run(check()) is True
