@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint system-deps clean
+.PHONY: help install demo test test-unit test-integration lint system-deps clean bench-quality
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test-unit: $(STAMP)  ## fast tests without a broker
 
 test-integration: $(STAMP)  ## real broker and worker processes on loopback
 	$(PY) -m pytest -q -m integration
+
+bench-quality: $(STAMP)  ## CDNOW: ROC AUC of the streaming risk vs batch BG/NBD, a 90-day rule and recency
+	$(PY) -m bench.quality
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -100,3 +100,17 @@ def p_no_order(p: CadenceParams, x: int, t_x: float, t: float, horizon: float) -
 def expected_gap(p: CadenceParams, x: int, t_x: float) -> float:
     """The customer's expected time between orders (units): 1 / posterior mean rate at the last order."""
     return (p.alpha + t_x) / (p.r + x)
+
+
+def expected_orders(p: CadenceParams, x: int, t_x: float, t: float, horizon: float) -> float:
+    """Expected orders in (t, t + horizon] given the history (paper, eq. 10).
+
+    E = (a+b+x-1)/(a-1) * [1 - ((alpha+t)/(alpha+t+h))^(r+x) * 2F1(r+x, b+x; a+b+x-1; h/(alpha+t+h))] * P(alive)
+    """
+    from scipy.special import hyp2f1  # the only use of scipy at run time; imported when needed
+
+    r, alpha, a, b = p.r, p.alpha, p.a, p.b
+    z = horizon / (alpha + t + horizon)
+    silent = math.exp((r + x) * math.log((alpha + t) / (alpha + t + horizon)))
+    bracket = 1.0 - silent * float(hyp2f1(r + x, b + x, a + b + x - 1, z))
+    return max(0.0, (a + b + x - 1) / (a - 1) * bracket * p_alive(p, x, t_x, t))

@@ -1,11 +1,20 @@
 """Customer snapshot for `replay --snapshot-out`: a state summary and a risk score.
 
-With fitted cadence parameters (`--params`), `risk` is the BG/NBD probability
-that the customer places **no order within `risk_horizon`** (default 90 days)
-after `now`: 1 - P(alive) * (1 - P(silent for the horizon | alive)). It is a
-calibrated probability: among customers with risk 0.8, about 80 % should not
-order within the horizon (if the model fits). One-order customers are scored
-by the same formula (P(alive) = 1 for them, their rate uncertainty decides).
+With fitted cadence parameters (`--params`), each row carries the BG/NBD view
+of the customer as of `now`, for the horizon `risk_horizon` (default 90 days):
+
+    p_alive          probability the customer has not silently left
+    expected_orders  expected orders within the horizon (paper, eq. 10)
+    p_no_order       model probability of no order within the horizon
+    risk             exp(-expected_orders): 1 for a customer expected to buy
+                     nothing, falling towards 0 the more orders are expected
+
+`risk` is the ranking score: it orders customers exactly as the conditional
+expected number of orders does, which ranks "will not buy in the horizon"
+better than p_no_order on real data (bench/quality.py: CDNOW AUC 0.763 vs
+0.747; the model is not exactly right about how sure one-order customers are).
+Read it as "how little the customer is expected to buy", not as a calibrated
+probability; p_no_order is the calibrated one.
 
 Without parameters, `risk` is a ranking heuristic only: the share of the
 favourite category's at-risk window already spent in silence, on a half-life
@@ -25,27 +34,38 @@ from detectors.envelope import iso_ms
 from detectors.state import CustomerState
 
 
-def risk(cfg: DetectorConfig, st: CustomerState, now: int) -> float:
-    if st.n_orders == 0:
-        return 1.0
-    p = cfg.cadence
-    if p is not None:
-        unit = p.unit_ms
-        x, t_x = max(0, st.n_days - 1), (st.last_order - st.first_order) / unit
-        t = max(now, st.last_order) - st.first_order
-        return round(cadence.p_no_order(p, x, t_x, t / unit, cfg.risk_horizon_ms / unit), 6)
-    window = cfg.windows_for(st.favourite_category())[0]
-    silent = max(0, now - st.last_order)
-    return round(1.0 - math.pow(0.5, silent / window), 6)
+def _history(cfg: DetectorConfig, st: CustomerState, now: int) -> tuple[int, float, float]:
+    """BG/NBD summary (x, t_x, T) in model units; same conventions as `fit`."""
+    assert cfg.cadence is not None
+    unit = cfg.cadence.unit_ms
+    return (max(0, st.n_days - 1), (st.last_order - st.first_order) / unit,
+            (max(now, st.last_order) - st.first_order) / unit)
 
 
-def p_alive(cfg: DetectorConfig, st: CustomerState, now: int) -> float | None:
+def model_view(cfg: DetectorConfig, st: CustomerState, now: int) -> dict[str, float] | None:
     p = cfg.cadence
     if p is None or st.n_orders == 0:
         return None
-    unit = p.unit_ms
-    x, t_x = max(0, st.n_days - 1), (st.last_order - st.first_order) / unit
-    return round(cadence.p_alive(p, x, t_x, (max(now, st.last_order) - st.first_order) / unit), 6)
+    x, t_x, t = _history(cfg, st, now)
+    h = cfg.risk_horizon_ms / p.unit_ms
+    expected = cadence.expected_orders(p, x, t_x, t, h)
+    return {
+        "p_alive": round(cadence.p_alive(p, x, t_x, t), 6),
+        "expected_orders": round(expected, 6),
+        "p_no_order": round(cadence.p_no_order(p, x, t_x, t, h), 6),
+        "risk": round(math.exp(-expected), 6),
+    }
+
+
+def risk(cfg: DetectorConfig, st: CustomerState, now: int) -> float:
+    if st.n_orders == 0:
+        return 1.0
+    view = model_view(cfg, st, now)
+    if view is not None:
+        return view["risk"]
+    window = cfg.windows_for(st.favourite_category())[0]
+    silent = max(0, now - st.last_order)
+    return round(1.0 - math.pow(0.5, silent / window), 6)
 
 
 def summary(cfg: DetectorConfig, customer_id: str, st: CustomerState, now: int) -> dict[str, Any]:
@@ -59,9 +79,8 @@ def summary(cfg: DetectorConfig, customer_id: str, st: CustomerState, now: int) 
         "favourite_category": st.favourite_category(),
         "average_order_value": round(st.amount_total / st.n_orders, 2) if st.n_orders else None,
         "silence_stage": SILENCE_STAGES[st.silence_stage - 1] if st.silence_stage else None,
-        "p_alive": p_alive(cfg, st, now),
-        "risk": risk(cfg, st, now),
-        "risk_model": "bgnbd_no_order_within_horizon" if cfg.cadence is not None else "category_window_heuristic",
+        **(model_view(cfg, st, now) or {"risk": risk(cfg, st, now)}),
+        "risk_model": "bgnbd_expected_orders" if cfg.cadence is not None else "category_window_heuristic",
         "risk_horizon_days": round(cfg.risk_horizon_ms / DAY_MS, 3) if cfg.cadence is not None else None,
         "as_of": iso_ms(now),
     }

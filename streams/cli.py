@@ -57,6 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--partitions", type=int, help="partitions of topics it creates (default 4)")
     w.add_argument("--app-id", help="consumer group and changelog prefix (default churn-signals)")
     w.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
+    w.add_argument("--params", metavar="PARAMS.json", help="cadence model and RFM cut points from 'churn-signals "
+                   "fit': silence deadlines follow each customer's own rhythm (default: category windows only)")
+
+    f = add("fit", "fit the personal cadence model (BG/NBD) and RFM cut points",
+            "Estimate the BG/NBD population parameters r, alpha, a, b by maximum likelihood from the orders in "
+            "a JSON Lines log up to --until (orders on one UTC calendar day count as one transaction), plus "
+            "RFM cut points, and write them as JSON for worker/replay --params.")
+    f.add_argument("file", help="JSON Lines event log (.gz accepted); only valid order events are used")
+    f.add_argument("--until", type=_parse_time, required=True, metavar="TIME",
+                   help="end of the calibration period (RFC 3339); later orders are ignored")
+    f.add_argument("--out", required=True, metavar="PARAMS.json", help="where to write the parameters")
+    f.add_argument("--time-unit", choices=["hours", "days", "weeks"], default="weeks",
+                   help="time unit of the model (alpha is in it; default weeks, as in the paper)")
 
     b = add("broker", "run the embedded Kafka-compatible broker",
             "Run the embedded Kafka-compatible broker (Tansu) on loopback until interrupted. "
@@ -107,6 +120,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         overrides = {"web_port": args.web_port, "partitions": args.partitions, "app_id": args.app_id,
                      "log_level": args.log_level}
     settings = load_settings(overrides=overrides)
+    if args.command == "fit":
+        from streams.fit import run_fit
+
+        return run_fit(args.file, args.until, args.out, args.time_unit)
+    if getattr(args, "params", None):
+        from streams.fit import with_params
+
+        settings = with_params(settings, args.params)
     if args.command == "worker":
         from streams.worker import run_worker
 

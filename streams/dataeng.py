@@ -47,6 +47,8 @@ def _source_args(p: argparse.ArgumentParser, parse_time: Callable[[str], int]) -
     p.add_argument("--lateness", type=_lateness, default=0, metavar="DURATION",
                    help="reorder buffer: events up to this much out of event-time order are put back in order "
                    "(e.g. 10m, 2h; default 0); later ones are applied as late and reported")
+    p.add_argument("--params", metavar="PARAMS.json",
+                   help="cadence model and RFM cut points from 'churn-signals fit' (as for the worker)")
     p.add_argument("--start", default="beginning", metavar="WHERE",
                    help="topic sources: where to start reading: beginning (default), an offset (every "
                    "partition) or an RFC 3339 time (Kafka timestamp = event time); reads to the end")

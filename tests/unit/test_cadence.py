@@ -1,0 +1,161 @@
+"""Personal cadence: the BG/NBD fit reproduces the paper; closed forms; streaming state equals the batch summary."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detectors import CustomerState, DetectorConfig, Engine, PartitionCore
+from detectors.cadence import CadenceParams, crossing_time, expected_orders, p_alive, p_no_order
+from detectors.config import DAY_MS
+from detectors.envelope import iso_ms
+from detectors.fitting import summarize
+from detectors.silence import stage_plan
+from schemas import EventDecoder
+from schemas.decode import to_epoch_ms
+from streams.cdnow import convert, read_cdnow
+from streams.fit import fit_file
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "tests" / "data" / "cdnow" / "CDNOW_sample.txt"
+CAL_END = "1997-09-30T00:00:00Z"
+WEEK = 7 * DAY_MS
+#: Fader, Hardie & Lee (2005), table 1 / section 5: BG/NBD on the CDNOW sample.
+PAPER = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+PAPER_PARAMS = CadenceParams(**PAPER, time_unit="weeks")
+
+
+@pytest.fixture(scope="module")
+def sample_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cdnow") / "sample.jsonl"
+    assert convert(SAMPLE, out) == 6919
+    return out
+
+
+def test_fit_reproduces_fader_hardie_lee_on_the_cdnow_sample(sample_log):
+    fitted = fit_file(str(sample_log), to_epoch_ms(CAL_END), "weeks")
+    for name, published in PAPER.items():
+        assert fitted[name] == pytest.approx(published, rel=0.01), name
+    assert fitted["log_likelihood"] == pytest.approx(-9582.4, abs=0.5)
+    assert fitted["customers"] == 2357
+    assert fitted["repeat_transactions"] == 2457  # same-day purchases collapsed, as in the paper
+    assert fitted["time_unit"] == "weeks"
+
+
+def test_fit_command_writes_a_parameter_file_replay_accepts(sample_log, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "KAFKA_"))}
+    params = tmp_path / "params.json"
+    r = subprocess.run([sys.executable, "-m", "streams.cli", "fit", str(sample_log), "--until", CAL_END,
+                        "--out", str(params)], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    written = orjson.loads(params.read_bytes())
+    assert written["model"] == "bgnbd"
+    assert written["time_unit"] == "weeks"
+    assert written["calibration_end"] == "1997-09-30T00:00:00.000Z"
+    lo, hi = written["rfm"]["recency_days"]
+    assert 0 <= lo <= hi
+    snap = tmp_path / "snap.jsonl"
+    r = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(sample_log), "--until", CAL_END,
+                        "--params", str(params), "--out", str(tmp_path / "t.jsonl"), "--snapshot-out", str(snap)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    rows = [orjson.loads(line) for line in snap.read_bytes().splitlines()]
+    assert len(rows) == 2357
+    assert {row["risk_model"] for row in rows} == {"bgnbd_expected_orders"}
+    assert all(0.0 <= row["risk"] <= 1.0 and 0.0 <= row["p_alive"] <= 1.0 for row in rows)
+
+
+def test_a_broken_parameter_file_is_one_line(tmp_path):
+    bad = tmp_path / "p.json"
+    bad.write_text('{"model": "bgnbd", "r": -1, "alpha": 1, "a": 1, "b": 1, "time_unit": "weeks"}')
+    log = tmp_path / "e.jsonl"
+    log.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "KAFKA_"))}
+    r = subprocess.run([sys.executable, "-m", "streams.cli", "replay", str(log), "--params", str(bad)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert "cadence parameter r must be a positive number" in r.stderr
+
+
+def test_streaming_state_is_the_batch_summary(sample_log):
+    """Per order O(1) updates of x, t_x, T end where the batch summary of the same orders is."""
+    until = to_epoch_ms(CAL_END)
+    core = PartitionCore(Engine(), {})
+    decoder = EventDecoder()
+    for line in sample_log.read_bytes().splitlines():
+        ev = decoder.decode(line)
+        if ev.ts <= until:
+            core.apply(ev)
+    orders = [(c, ms, v) for c, ms, v, _ in read_cdnow(SAMPLE)]
+    s = summarize(orders, until, WEEK)
+    for cid, x, t_x, big_t in zip(s.customers, s.x, s.t_x, s.T, strict=True):
+        st = core.store[cid]
+        assert (st.n_days - 1, (st.last_order - st.first_order) / WEEK, (until - st.first_order) / WEEK) == (
+            x, pytest.approx(t_x), pytest.approx(big_t))
+
+
+@pytest.mark.parametrize(("x", "t_x"), [(1, 2.0), (2, 30.43), (7, 35.0), (20, 38.0)])
+@pytest.mark.parametrize("threshold", [0.5, 0.3, 0.1])
+def test_the_crossing_time_solves_p_alive_equals_the_threshold(x, t_x, threshold):
+    t = crossing_time(PAPER_PARAMS, x, t_x, threshold)
+    assert t is not None
+    if t > t_x:
+        assert p_alive(PAPER_PARAMS, x, t_x, t) == pytest.approx(threshold, rel=1e-9)
+        assert p_alive(PAPER_PARAMS, x, t_x, t * 0.99 + t_x * 0.01) > threshold
+    else:  # already below right after the last order
+        assert p_alive(PAPER_PARAMS, x, t_x, t_x) <= threshold
+
+
+def test_closed_forms_behave():
+    p = PAPER_PARAMS
+    assert p_alive(p, 0, 0.0, 30.0) == 1.0       # no repeat purchase: cannot have dropped out yet
+    assert crossing_time(p, 0, 0.0, 0.5) is None  # so one-order customers use category windows
+    assert p_alive(p, 3, 10.0, 12.0) > p_alive(p, 3, 10.0, 30.0)  # falls with silence
+    assert p_no_order(p, 3, 10.0, 12.0, 1.0) > p_no_order(p, 3, 10.0, 12.0, 39.0)
+    e = [expected_orders(p, 3, 10.0, 12.0, h) for h in (1.0, 10.0, 39.0)]
+    assert 0 < e[0] < e[1] < e[2]
+    # for x = 0 and a brand-new customer, E[Y(t)] is the unconditional BG/NBD mean (paper eq. 9)
+    t = 39.0
+    z = t / (p.alpha + t)
+    from scipy.special import hyp2f1
+
+    unconditional = (p.a + p.b - 1) / (p.a - 1) * (
+        1 - (p.alpha / (p.alpha + t)) ** p.r * hyp2f1(p.r, p.b, p.a + p.b - 1, z))
+    assert expected_orders(p, 0, 0.0, 0.0, t) == pytest.approx(unconditional, rel=1e-9)
+
+
+def _customer(order_days: list[int], category: str = "other") -> CustomerState:
+    core = PartitionCore(Engine(), {})
+    t0 = to_epoch_ms("2026-01-01T10:00:00Z")
+    for i, d in enumerate(order_days):
+        core.apply(EventDecoder().validate({
+            "event_id": f"e{i}", "type": "order", "customer_id": "c", "occurred_at": iso_ms(t0 + d * DAY_MS),
+            "order_id": f"o{i}", "category": category, "amount": 10.0}))
+    return core.store["c"]
+
+
+def test_deadlines_follow_the_personal_cadence_but_never_precede_the_category_floor():
+    cfg = DetectorConfig(cadence=CadenceParams(0.243, 4.414, 0.793, 2.426, "weeks"))
+    slow = _customer([0, 70, 140, 210])     # every ten weeks: P(alive) stays high long after 30 days
+    plan = stage_plan(cfg, slow)
+    floors = stage_plan(DetectorConfig(), slow)
+    assert [d for d, _, _ in plan] >= [d for d, _, _ in floors]
+    assert all(d >= f for d, f, _ in plan)
+    assert plan[0][2] == "personal_cadence"
+    assert plan[0][0] > floors[0][0]
+    unit = WEEK
+    x, t_x = 3, (slow.last_order - slow.first_order) / unit
+    assert p_alive(cfg.cadence, x, t_x, (plan[0][0] - slow.first_order) / unit) == pytest.approx(0.5, abs=1e-6)
+    one = _customer([0])                    # one order: the model says nothing yet
+    assert stage_plan(cfg, one) == stage_plan(DetectorConfig(), one)
+    same_day = _customer([0, 0, 0])         # three orders on one day are one transaction
+    assert same_day.n_days == 1
+    assert same_day.n_orders == 3
+    assert stage_plan(cfg, same_day) == stage_plan(DetectorConfig(), same_day)
+    assert plan[0][0] <= plan[1][0] <= plan[2][0]
