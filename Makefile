@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint system-deps clean bench-quality
+.PHONY: help install demo test test-unit test-integration lint system-deps clean bench-quality bench-replay
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test-integration: $(STAMP)  ## real broker and worker processes on loopback
 
 bench-quality: $(STAMP)  ## CDNOW: ROC AUC of the streaming risk vs batch BG/NBD, a 90-day rule and recency
 	$(PY) -m bench.quality
+
+bench-replay: $(STAMP)  ## replay of a 1M-event synthetic log on one core: events/s, bytes/customer, ratio to a bare parse
+	$(PY) bench/replay_bench.py
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
