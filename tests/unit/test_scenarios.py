@@ -1,0 +1,89 @@
+"""Scenario suite: event files in, expected triggers out, through the replay core.
+
+Each folder of tests/scenarios/ holds `events.jsonl` (input events, in the
+order they are read) and `expected.json`: a description, detector settings
+(`config`, optional fitted `params`), the clock's final time (`until`) and
+every trigger decision expected, emitted or suppressed, with its reason. A
+row may also pin payload fields (group, family, severity, rfm_segment,
+channels, reason_codes, favourite_category) and a subset of the evidence.
+The list must match exactly: a missing or an extra trigger fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+
+from detectors import DetectorConfig
+from schemas import load_schema
+from schemas.decode import to_epoch_ms
+from streams.replay import replay
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+NAMES = sorted(p.name for p in SCENARIOS.iterdir() if (p / "expected.json").exists())
+PAYLOAD_FIELDS = ("group", "family", "severity", "rfm_segment", "channels", "reason_codes", "favourite_category")
+
+
+def run_scenario(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    spec = orjson.loads((SCENARIOS / name / "expected.json").read_bytes())
+    cfg = DetectorConfig.from_mapping(spec.get("config", {}))
+    if spec.get("params"):
+        cfg = cfg.with_params(spec["params"])
+    out: list[dict[str, Any]] = []
+    replay(str(SCENARIOS / name / "events.jsonl"), cfg, to_epoch_ms(spec["until"]), on_trigger=out.append)
+    return spec, out
+
+
+def _row(ce: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    d = ce["data"]
+    return (d["event_time"], d["customer_id"], d["kind"], d["stage"],
+            "emit" if d["decision"] == "emit" else d["suppression_reason"])
+
+
+def test_every_signal_and_rule_has_a_scenario():
+    kinds, reasons = set(), set()
+    for name in NAMES:
+        spec = orjson.loads((SCENARIOS / name / "expected.json").read_bytes())
+        kinds |= {t["kind"] + "/" + t["stage"] for t in spec["triggers"]}
+        reasons |= {t["decision"] for t in spec["triggers"]}
+    assert kinds >= {
+        "silence/at_risk", "silence/dormant", "silence/lost", "frequency_drop/now", "basket_value_drop/now",
+        "favourite_category_abandoned/now", "negative_rating/now", "negative_rating/follow_up",
+        "delivery_failed/now", "delivery_late/now", "delivery_late_repeated/now", "customer_returned/now",
+        "silence_retracted/at_risk", "silence_retracted/dormant",
+    }
+    assert reasons == {"emit", "holdout", "opted_out", "return_exclusion", "episode_cap", "cooldown"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scenario(name):
+    spec, out = run_scenario(name)
+    envelope, payload = load_schema("cloudevent-v1.json"), load_schema("trigger-v1.json")
+    for ce in out:
+        jsonschema.validate(ce, envelope)
+        jsonschema.validate(ce["data"], payload)
+        d = ce["data"]
+        # never an actionable trigger for a holdout or non-consenting customer
+        if d["decision"] == "emit" and d["family"] != "measurement":
+            assert d["group"] == "treatment", ce
+            assert d["channels"], ce
+    got = sorted(out, key=_row)
+    expected = sorted(spec["triggers"], key=lambda t: (t["time"], t["customer"], t["kind"], t["stage"],
+                                                        t["decision"]))
+    assert [_row(ce) for ce in got] == [
+        (t["time"], t["customer"], t["kind"], t["stage"], t["decision"]) for t in expected], spec["description"]
+    for ce, t in zip(got, expected, strict=True):
+        d = ce["data"]
+        for key in PAYLOAD_FIELDS:
+            if key in t:
+                assert d[key] == t[key], (key, t)
+        for key, value in t.get("evidence", {}).items():
+            assert key in d["evidence"], (key, t)
+            if isinstance(value, float):
+                assert d["evidence"][key] == pytest.approx(value, abs=1e-3), (key, t)
+            else:
+                assert d["evidence"][key] == value, (key, t)
