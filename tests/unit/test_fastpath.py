@@ -1,0 +1,60 @@
+"""The generated accept path never accepts what the reference validator rejects, and agrees on event time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas import EVENT_TYPES, load_schema
+from schemas.decode import to_epoch_ms
+from schemas.fastpath import compile_event_check, fast_epoch_ms
+from schemas.validator import compile_schema
+from streams.samples import SampleGenerator
+
+CHECKS = {t: (compile_event_check(load_schema(f)), compile_schema(load_schema(f), f)) for t, f in EVENT_TYPES.items()}
+SAMPLES = SampleGenerator(seed=2, customers=20).history(1_790_000_000_000, days=60)
+SAMPLES.append({"event_id": "c1", "type": "consent", "customer_id": "c", "occurred_at": "2026-01-01T00:00:00Z",
+                "channel": "email", "granted": True})
+
+ODD_VALUES = [None, True, False, 0, 1, -1, 5, 6, 2.5, 1e10, float("inf"), float("nan"), "", "x" * 129, "x",
+              "EUR", "eur", "order", "delivered", "email", [], {}, ["a"], "2026-01-01T00:00:00Z",
+              "2026-01-01T00:00:00.1234567Z", "2026-13-01T00:00:00Z", "2026-01-01t00:00:00z",
+              "2026-01-01T00:00:00+02:00", "2026-02-30T00:00:00.000Z", "٢٠٢٦-01-01T00:00:00Z"]
+
+
+def test_every_event_schema_has_an_accept_path_and_it_accepts_the_samples():
+    assert all(fast is not None for fast, _ in CHECKS.values())
+    for e in SAMPLES:
+        fast, ref = CHECKS[e["type"]]
+        assert ref(e, "$") is None
+        assert fast(e) == to_epoch_ms(e["occurred_at"])  # used for every realistic event, same event time
+
+
+@settings(max_examples=3000, deadline=None)
+@given(base=st.sampled_from(SAMPLES), field=st.sampled_from(
+    ["event_id", "type", "customer_id", "occurred_at", "order_id", "category", "amount", "currency", "status",
+     "promised_at", "delivered_at", "rating", "courier_id", "comment", "channel", "granted", "extra"]),
+    value=st.one_of(st.sampled_from(ODD_VALUES), st.text(max_size=40), st.integers(-10, 10**10),
+                    st.floats(allow_nan=True, allow_infinity=True)),
+    drop=st.booleans())
+def test_accept_path_never_accepts_what_the_reference_rejects(base, field, value, drop):
+    obj: dict[str, Any] = dict(base)
+    if drop:
+        obj.pop(field, None)
+    else:
+        obj[field] = value
+    fast, ref = CHECKS[base["type"]]
+    ts = fast(obj)
+    if ts is not None:
+        assert ref(obj, "$") is None
+        assert ts == to_epoch_ms(obj["occurred_at"])
+
+
+@pytest.mark.parametrize("value", ODD_VALUES)
+def test_fast_event_time_is_the_reference_event_time_or_none(value):
+    ms = fast_epoch_ms(value)
+    if ms is not None:
+        assert ms == to_epoch_ms(value)
