@@ -102,6 +102,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     # records with their own codec, so name the codecs directly.
     table.key_serializer = "churn_utf8"
     table.value_serializer = "churn_state"
+    # The changelog topic was already made (at registration) with the json default,
+    # and recovery decodes with it: every record failed ("Error in recovery"), a
+    # restarted worker never recovered its state. Give it the table's codecs too.
+    changelog = table.changelog_topic
+    changelog.schema = faust.Schema(key_serializer="churn_utf8", value_serializer="churn_state")
+    changelog.key_serializer, changelog.value_serializer = "churn_utf8", "churn_state"
     runtime = Runtime(settings, table, metrics, wall_ms)  # type: ignore[arg-type]
     sources = app.topic(*t.inputs, t.clock, key_serializer="raw", value_serializer="raw")
     clock = app.topic(t.clock, key_serializer="raw", value_serializer="raw")
