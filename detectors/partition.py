@@ -46,6 +46,11 @@ class PartitionCore:
             return decisions, outcome
         if ev.ts < self.clock:
             outcome = LATE  # applied all the same; counted so lateness is visible
+        if outcome == LATE:
+            # A late order can start a silence whose deadline the clock has already
+            # passed: fire it now, as the next tick would, so no deadline is left
+            # in the past (the payload carries the deadline either way).
+            decisions.extend(self.engine.fire_due(st, ev.customer_id, self.clock))
         st.partition = self.partition
         self.store[ev.customer_id] = st
         self.index.set(ev.customer_id, self.engine.next_deadline(st))
