@@ -140,6 +140,11 @@ def diff(a: TriggerSet, b: TriggerSet, ignore: Iterable[str] = IGNORED) -> Diff:
     return out
 
 
+def _decisions(s: TriggerSet) -> str:
+    counts = Counter(str(ce["data"].get("decision", "?")) for ce in s.by_id.values())
+    return "".join(f", {n} {d}" for d, n in sorted(counts.items()))
+
+
 def _line(mark: str, ce: dict[str, Any]) -> str:
     d = ce["data"]
     return (f"{mark} {str(d.get('event_time', ''))[:19].replace('T', ' ')}  {d['customer_id']:<12} "
@@ -149,8 +154,8 @@ def _line(mark: str, ce: dict[str, Any]) -> str:
 def render(result: Diff, limit: int = 50) -> str:
     """Readable report: totals, a table by kind, then the first `limit` triggers of each group."""
     lines = [
-        f"A: {result.a.label} ({len(result.a)} triggers)",
-        f"B: {result.b.label} ({len(result.b)} triggers)",
+        f"A: {result.a.label} ({len(result.a)} triggers{_decisions(result.a)})",
+        f"B: {result.b.label} ({len(result.b)} triggers{_decisions(result.b)})",
         f"added {len(result.added)}, removed {len(result.removed)}, changed {len(result.changed)}, "
         f"unchanged {result.unchanged}",
     ]

@@ -99,8 +99,10 @@ def _trigger_text(ce: dict[str, Any], indent: str = "    ") -> list[str]:
     evidence = ", ".join(f"{k}={v}" for k, v in d["evidence"].items())
     try:
         why = reason(ce)
-    except (KeyError, TypeError, ValueError):  # a kind whose evidence reads differently: show it raw
+    except (KeyError, TypeError, ValueError):  # a kind whose evidence reads differently
         why = evidence
+    if why == ", ".join(f"{k}={v}" for k, v in d["evidence"].items()):  # no sentence for this kind: say the codes
+        why = "; ".join(c.replace("_", " ") for c in d["reason_codes"])
     return [f"{indent}-> {label} {verdict}, severity {d['severity']}, family {d['family']}",
             f"{indent}   why: {why}",
             f"{indent}   reason codes: {', '.join(d['reason_codes'])}; evidence: {evidence}",
