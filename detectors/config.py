@@ -180,7 +180,7 @@ class DetectorConfig:
             elif name == "cooldowns":
                 kwargs[name] = parse_cooldowns(raw, DEFAULT_COOLDOWNS, COOLDOWN_KINDS)
             elif name.endswith("_ms"):
-                kwargs[name] = parse_duration(raw, key)
+                kwargs[name] = parse_duration(raw, key, allow_zero=name in _ZERO_OK)
             else:
                 kwargs[name] = convert(raw, key, _KINDS.get(type(getattr(_DEFAULT, name)), str))
         return cls(**kwargs)
@@ -188,6 +188,8 @@ class DetectorConfig:
 
 #: Fields set from a `fit` output (--params), not from the settings file or env.
 _NOT_SETTINGS = frozenset({"cadence", "rfm"})
+#: Durations for which 0 is meaningful (off).
+_ZERO_OK = frozenset({"allowed_lateness_ms"})
 _KINDS: dict[type, type] = {int: int, float: float, bool: bool, str: str}
 
 

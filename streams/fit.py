@@ -14,11 +14,12 @@ from typing import Any
 
 import orjson
 
-from detectors.cadence import TIME_UNITS, CadenceParams
+from detectors.cadence import TIME_UNITS
 from detectors.envelope import iso_ms
 from schemas import EventDecoder, InvalidEvent
-from schemas.errors import CommandError, ConfigError
+from schemas.errors import CommandError
 from streams.jsonl import read_lines
+from streams.params import load_params
 from streams.settings import Settings
 
 
@@ -85,23 +86,6 @@ def run_fit(path: str, until_ms: int, out: str, time_unit: str) -> int:
           f"({time_unit}) a={result['a']:.4f} b={result['b']:.4f} log-likelihood={result['log_likelihood']:.2f}"
           f" -> {out}", file=sys.stderr)
     return 0
-
-
-def load_params(path: str) -> dict[str, Any]:
-    """Read and check a parameter file; every problem is one ConfigError line."""
-    try:
-        data = orjson.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise ConfigError(f"parameter file {path} not found (--params)") from None
-    except (OSError, orjson.JSONDecodeError) as exc:
-        raise ConfigError(f"parameter file {path} is not readable JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"parameter file {path}: expected a JSON object")
-    try:
-        CadenceParams.from_mapping(data)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"parameter file {path}: {exc}") from None
-    return data
 
 
 def with_params(settings: Settings, path: str | None) -> Settings:

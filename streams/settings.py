@@ -109,7 +109,14 @@ def load_settings(env: dict[str, str] | None = None, overrides: dict[str, Any] |
     }
     if topic_names:
         topics = replace(topics, **topic_names)
-    values: dict[str, Any] = {"topics": topics, "detector": DetectorConfig.from_mapping(detector)}
+    # `params` names a fitted parameter file (churn-signals fit); the core takes values, not paths
+    params_path = detector.pop("params", None)
+    detector_cfg = DetectorConfig.from_mapping(detector)
+    if params_path:
+        from streams.params import load_params
+
+        detector_cfg = detector_cfg.with_params(load_params(str(params_path)))
+    values: dict[str, Any] = {"topics": topics, "detector": detector_cfg}
     for key, raw in worker.items():
         kind = _WORKER_KEYS.get(key)
         if kind is None:
