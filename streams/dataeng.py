@@ -218,6 +218,9 @@ def _shadow(settings: Settings, args: argparse.Namespace) -> int:
     from streams.sinks import FileSink
 
     baseline, candidate = _candidate_settings(args)
+    if args.source == "-":
+        raise CommandError("shadow reads the log twice; give a file, a directory or a topic, not stdin")
+    source = _open_source(settings, args)  # one source, read twice: a topic range keeps its end offsets
     sets = []
     for name, s in (("baseline", baseline), ("candidate", candidate)):
         ts = TriggerSet(f"{name} (config {s.detector.version})")
@@ -228,7 +231,6 @@ def _shadow(settings: Settings, args: argparse.Namespace) -> int:
             if out is not None:
                 out.write(ce)
 
-        source = _open_source(settings, args)
         replayer = _replayer(settings, args, s.detector, on_trigger=keep)
         try:
             res = replayer.run(source.items(replayer.decoder()))

@@ -179,6 +179,9 @@ class TopicSource:
         self.total: float | None = None
         self.read = 0
         self.skipped = 0   # messages before a --start time that the broker's time index let through
+        #: (topic, partition) -> end offset of the first read; a second read stops at the same
+        #: offsets, so two passes over a live topic (shadow) see the same messages.
+        self.ends: dict[tuple[str, int], int] = {}
 
     def progress(self) -> tuple[float, float | None]:
         return float(self.read), self.total
@@ -214,7 +217,8 @@ class TopicSource:
             streams = []
             for tp in tps:
                 loop.run_until_complete(_in_loop(consumer.seek, tp, starts[tp]))
-                streams.append(self._partition(loop, consumer, tp, ends[tp], decoder))
+                streams.append(self._partition(loop, consumer, tp, ends[tp], decoder,
+                                               self.ends.get((tp.topic, tp.partition))))
             yield from heapq.merge(*streams, key=_ts)
         finally:
             loop.run_until_complete(consumer.stop())
@@ -231,14 +235,16 @@ class TopicSource:
         return dict(firsts)
 
     def _partition(self, loop: asyncio.AbstractEventLoop, consumer: Any, tp: Any, listed_end: int,
-                   decoder: EventDecoder) -> Iterator[Item]:
+                   decoder: EventDecoder, fixed_end: int | None = None) -> Iterator[Item]:
         decode = decoder.decode
         last = 0
         min_ts = self.start.value if self.start.kind == "time" else None
         idle_since = time.monotonic()
         # The end is the high watermark of the first fetch: some brokers (the embedded
         # Tansu among them) list an end offset short of the last batch, a fetch never is.
-        end: int | None = None
+        end: int | None = fixed_end
+        if end is not None and loop.run_until_complete(consumer.position(tp)) >= end:
+            return
         while True:
             batch = loop.run_until_complete(consumer.getmany(tp, timeout_ms=500, max_records=5000))
             if end is None:
@@ -246,6 +252,7 @@ class TopicSource:
                 if hw is not None:
                     end = max(hw, listed_end)
                     self.total = (self.total or 0.0) + (end - listed_end)
+                    self.ends[(tp.topic, tp.partition)] = end
             msgs = batch.get(tp, [])
             if not msgs:
                 if end is not None and loop.run_until_complete(consumer.position(tp)) >= end:

@@ -45,6 +45,13 @@ def test_backfill_then_replay_the_topic_range_and_write_triggers_to_a_topic(brok
     assert same.returncode == 0, same.stdout  # the topic range replays exactly like the file
     assert orjson.loads(same.stdout)["counts"]["unchanged"] > 0
 
+    shadow = [cli("shadow", src, "--until", until, "--set", "silence_windows=grocery=4d/9d", "--json", env=env)
+              for src in (str(log), "kafka:")]
+    assert [s.returncode for s in shadow] == [1, 1], shadow[1].stderr
+    file_counts, topic_counts = (orjson.loads(s.stdout)["counts"] for s in shadow)
+    assert file_counts == topic_counts  # a shadow run over the topic range sees the same log twice
+    assert file_counts["changed"] > 0
+
     start = END - 20 * 86_400_000
     later = cli("replay", "kafka:", "--start", iso_ms(start), "--out", str(tmp_path / "l.jsonl"), env=env)
     expected = sum(1 for e in history if to_epoch_ms(e["occurred_at"]) >= start)
