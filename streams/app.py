@@ -126,11 +126,16 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
                     msg.timestamp, headers_list(msg.headers),
                 )
             if records:
+                # Outputs before state: a crash in between repeats the triggers, never loses them.
+                # The extra reference keeps the offset uncommitted until the state is written:
+                # a stream cancelled here (worker stopping) acks the event on its way out,
+                # which would commit an offset whose state was never written.
+                msg.incref()
                 sent = [await out_topics[r.topic].send(key=r.key, value=r.value, headers=r.headers,
                                                        timestamp=r.timestamp) for r in records]
-                # Outputs before state: a crash in between repeats the triggers, never loses them.
                 await asyncio.gather(*sent)
                 runtime.write_state()
+                event.ack()
 
     @app.timer(settings.tick_interval_s)
     async def tick() -> None:
