@@ -60,6 +60,23 @@ def bare_parse(path: Path) -> tuple[int, float]:
     return n, time.perf_counter() - t
 
 
+def decode_only(path: Path) -> float:
+    """Read, parse and validate every line (what the replay does before the core)."""
+    r = Replayer()
+    t = time.perf_counter()
+    for _ in FileSource(path).items(r.decoder()):
+        pass
+    return time.perf_counter() - t
+
+
+def core_only(path: Path) -> float:
+    """The full replay without building or encoding triggers."""
+    r = Replayer()
+    t = time.perf_counter()
+    r.run(FileSource(path).items(r.decoder()))
+    return time.perf_counter() - t
+
+
 def replay_once(path: Path) -> tuple[int, float, int, float]:
     out_bytes = 0
 
@@ -84,6 +101,8 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the first allowed)")
+    p.add_argument("--no-stages", dest="stages", action="store_false",
+                   help="skip the one-off breakdown of where the time goes")
     p.add_argument("--data", default=os.environ.get("BENCH_DATA", str(Path(tempfile.gettempdir()) / "churn-bench")))
     args = p.parse_args()
 
@@ -114,6 +133,18 @@ def main() -> int:
         print(f"run {i + 1}: bare parse {nb / tb:>11,.0f} events/s   replay {n / tr:>9,.0f} events/s "
               f"({tr:.2f}s, {written:,} triggers)")
     b, r = statistics.median(bare), statistics.median(rep)
+    if args.stages:
+        gc.collect()
+        t_decode = decode_only(path)
+        gc.collect()
+        t_core = core_only(path)
+        per = [("read + parse (bare loop)", 1e6 / b), ("validate into events", t_decode / n * 1e6 - 1e6 / b),
+               ("detector core + replay loop", (t_core - t_decode) / n * 1e6),
+               ("build + encode triggers", 1e6 / r - t_core / n * 1e6)]
+        print("where the time goes (µs per event; one run each, differences of cumulative stages):")
+        for name, us in per:
+            print(f"  {name:<30} {us:6.2f}")
+        print(f"  {'total':<30} {1e6 / r:6.2f}")
     print(f"median of {args.runs}: bare parse {b:,.0f} events/s, replay {r:,.0f} events/s; "
           f"{n:,} events, {written:,} triggers")
     print(f"budget: >= 200,000 events/s and <= 300 bytes/customer: "
