@@ -110,6 +110,15 @@ def _diff_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        return _run(settings, args)
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted; stop quietly like other tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "replay":
         return _replay(settings, args)
     if args.command == "diff":
@@ -179,6 +188,9 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     print(f"replayed {result.events} events, {result.written} triggers to {where}, "
           f"{result.rejected} rejected lines", file=sys.stderr)
     print(summary_table(result), file=sys.stderr)
+    if getattr(source, "skipped", 0):
+        print(f"{source.skipped} messages before --start {args.start} were read and skipped (the broker's time "
+              "index placed the start earlier)", file=sys.stderr)
     if result.rejected and not args.rejects:
         print("(use --rejects FILE to keep every rejected line)", file=sys.stderr)
     return 1 if result.rejected else 0
