@@ -222,7 +222,13 @@ def _candidate_settings(args: argparse.Namespace) -> tuple[Settings, Settings]:
         cand_env[f"CHURN_DETECTOR_{name.strip().upper()}"] = value
     if not args.candidate and not args.sets:
         raise CommandError("shadow needs a candidate: --candidate FILE and/or --set NAME=VALUE")
-    return load_settings(base_env), load_settings(cand_env)
+    from streams.fit import with_params
+
+    # --params is the fitted model of both sides; a candidate's own `--set params=FILE` wins.
+    own_model = any(item.partition("=")[0].strip().lower() == "params" for item in args.sets)
+    baseline = with_params(load_settings(base_env), args.params)
+    candidate = load_settings(cand_env)
+    return baseline, candidate if own_model else with_params(candidate, args.params)
 
 
 def _shadow(settings: Settings, args: argparse.Namespace) -> int:
