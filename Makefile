@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint system-deps clean bench-quality bench-replay
+.PHONY: help install demo test test-unit test-integration lint system-deps ops-check clean bench-quality bench-replay
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -21,8 +21,13 @@ install: $(STAMP)  ## create .venv and install the project with its dev extra
 demo: $(STAMP)  ## run the live detector on the embedded broker with sample traffic (Ctrl-C stops)
 	$(VENV)/bin/churn-signals demo
 
-system-deps:  ## install Debian tools the tests need (promtool); no-op when present
+system-deps:  ## install Debian tools the tests need (prometheus, docker-compose); no-op when present
 	@scripts/system-deps.sh
+
+ops-check: system-deps  ## promtool checks and alert unit tests, docker-compose.yml validation (no engine needed)
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool test rules deploy/prometheus/tests/churn-signals.test.yml
+	docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"
 
 lint: $(STAMP)  ## ruff and mypy (strict on detectors/ and schemas/)
 	$(VENV)/bin/ruff check detectors schemas streams tests bench
