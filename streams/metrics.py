@@ -28,9 +28,12 @@ RETURN_GROUPS = ("treatment", "holdout")
 #: keeps this list in step with the code. An unlisted reason is still counted.
 DLQ_REASONS = ("too_large", "malformed_json", "not_an_object", "unknown_type", "schema", "future_time",
                "ancient_time", "empty", "key_mismatch")
-#: Trigger kinds whose `emitted` series start at 0 (suppression reasons appear on first use).
-TRIGGER_KINDS = ("silence", "frequency_drop", "negative_rating", "delivery_failed", "delivery_late",
-                 "customer_returned")
+#: Trigger kinds (detectors/, docs/triggers.md) whose `emitted` series start at 0;
+#: suppression reasons (holdout, opted_out, cooldown, episode_cap,
+#: return_exclusion) appear on first use. A test keeps this in step with detectors/.
+TRIGGER_KINDS = ("silence", "silence_retracted", "frequency_drop", "basket_value_drop",
+                 "favourite_category_abandoned", "negative_rating", "delivery_failed", "delivery_late",
+                 "delivery_late_repeated", "customer_returned")
 
 #: Prefix of Faust's sensor metrics on /metrics (Faust's default is the app id,
 #: which differs per deployment; a fixed prefix keeps dashboards portable).

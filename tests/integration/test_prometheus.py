@@ -141,6 +141,9 @@ def _drive_traffic(broker: Any, topics: Any, worker: Any) -> None:
     ])
     wait_for(lambda: worker.metric("churn_triggers_total", kind="silence") >= 3, timeout=60,
              what="three silence stages fired by the clock")
+    # The quiet customer orders again: a return, counted under the customer's holdout group.
+    produce_events(broker.bootstrap, topics, [_order("c-quiet", "q2", _now_ms())])
+    wait_for(lambda: worker.metric("churn_returns_total") == 1, what="the return counted")
     # Now the partition clock is ahead of this event's time: it counts as late.
     produce_events(broker.bootstrap, topics, [_order("c-late", "l1", now - 60_000)])
     wait_for(lambda: worker.metric("churn_events_total", outcome="late") >= 1, what="a late event counted")
@@ -156,7 +159,8 @@ def test_every_dashboard_query_and_alert_returns_series_from_a_real_worker(broke
 
     # Prometheus has scraped the final state (and evaluated rules on it) before we query.
     wait_for(lambda: (prom.value('sum(churn_triggers_total{kind="silence"})') or 0) >= 3
-             and (prom.value('sum(churn_events_total{outcome="late"})') or 0) >= 1, timeout=30,
+             and (prom.value('sum(churn_events_total{outcome="late"})') or 0) >= 1
+             and (prom.value("sum(churn_returns_total)") or 0) >= 1, timeout=30,
              what="prometheus to scrape the triggers")
     wait_for(lambda: all(prom.query(r["record"]) for r in recordings()), timeout=30,
              what="every recording rule to produce a series")
@@ -182,7 +186,11 @@ def test_every_dashboard_query_and_alert_returns_series_from_a_real_worker(broke
     assert {r.get("alert") or r["record"] for r in alerts() + recordings()} <= set(loaded)
     unhealthy = {name: r.get("lastError") for name, r in loaded.items() if r["health"] != "ok"}
     assert not unhealthy, unhealthy
-    # The alerts see real data: 2 of 8 input messages were dead-lettered, far above the
+    reactivation = [expr for where, expr in panel_queries() if where.startswith("Re-activation")]
+    returned = sum(prom.value(grafana_to_promql(e, "1m", "10m")) or 0 for e in reactivation)
+    assert returned > 0  # one return over one silence episode's triggers, in whichever group
+
+    # The alerts see real data: 2 of 9 input messages were dead-lettered, far above the
     # 5% ratio, so exactly that alert is pending (its `for:` is longer than this test).
     def active() -> dict[str, str]:
         return {a["labels"]["alertname"]: a["state"] for a in prom.api("alerts")["alerts"]}

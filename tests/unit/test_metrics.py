@@ -25,7 +25,7 @@ from detectors.envelope import iso_ms
 from streams.broker import free_port
 from streams.health import bootstrap_hosts, broker_reachable
 from streams.logs import JsonFormatter, logging_config
-from streams.metrics import DLQ_REASONS, RETURN_GROUPS, Metrics, faust_monitor
+from streams.metrics import DLQ_REASONS, RETURN_GROUPS, TRIGGER_KINDS, Metrics, faust_monitor
 from streams.runtime import Runtime
 from streams.settings import Settings
 
@@ -101,6 +101,14 @@ def test_every_reason_the_code_can_raise_starts_at_zero():
         raised |= set(re.findall(r'InvalidEvent\(\s*"([a-z_]+)"', path.read_text()))
     assert raised, "no InvalidEvent reason found: the pattern no longer matches the code"
     assert raised <= set(DLQ_REASONS)
+
+
+def test_every_trigger_kind_the_detectors_emit_starts_at_zero():
+    kinds = set()
+    for path in ROOT.joinpath("detectors").glob("*.py"):
+        kinds |= set(re.findall(r'kind="([a-z_]+)"', path.read_text()))
+    assert "silence" in kinds, "the pattern no longer matches the detectors"
+    assert kinds <= set(TRIGGER_KINDS)
 
 
 def _decision(kind: str, **kw: Any) -> Decision:
