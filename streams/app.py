@@ -182,6 +182,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
         runtime.refresh_gauges()
         readiness()
 
+    @app.timer(30.0)
+    async def customers_gauge() -> None:
+        runtime.refresh_customers()  # walks the table: not every 5 s
+
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
         runtime.revoke_all()

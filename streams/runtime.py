@@ -177,6 +177,9 @@ class Runtime:
                 oldest = first if oldest is None else min(oldest, first)
         self.metrics.overdue.set(overdue)
         self.metrics.overdue_age.set(0 if oldest is None else (limit + self.overdue_grace_ms - oldest) / 1000)
+
+    def refresh_customers(self) -> None:
+        """Count customers of the owned partitions: O(table), so the app runs it rarely."""
         owned = set(self.cores)
         self.metrics.customers.set(sum(1 for _, st in self.store.items() if st.partition in owned))
 

@@ -142,6 +142,7 @@ def test_overdue_deadlines_are_those_past_the_wall_clock_beyond_the_grace():
     assert deadline is not None
     clock.now = deadline + rt.overdue_grace_ms - 1    # due, but within the grace
     rt.refresh_gauges()
+    rt.refresh_customers()
     assert sample(m, "churn_deadlines_pending") == 2
     assert sample(m, "churn_customers_tracked") == 2
     assert sample(m, "churn_deadlines_overdue") == 0
