@@ -51,8 +51,21 @@ def reason(ce: dict[str, Any]) -> str:
     kind = d["kind"]
     if kind == "silence":
         why = f"{ev['days_silent']:.1f} days without an order (window {ev['window_days']:g} d)"
+    elif kind == "negative_rating" and d["stage"] == "follow_up":
+        why = f"no order {ev['hours_since_rating']:g} h after a bad rating (order {ev['order_id']})"
     elif kind == "negative_rating":
         why = f"rated the courier {ev['rating']}/5 (order {ev['order_id']})"
+    elif kind == "delivery_late_repeated":
+        why = f"{ev['late_deliveries_in_window']} late deliveries in {ev['window_days']:g} d (order {ev['order_id']})"
+    elif kind == "basket_value_drop":
+        why = f"average order {ev['recent_order_value']:g} vs baseline {ev['baseline_order_value']:g}"
+    elif kind == "favourite_category_abandoned":
+        why = (f"no {ev['abandoned_category']} for {ev['days_since_favourite_order']:.0f} d, "
+               f"ordered {ev['ordered_category']}")
+    elif kind == "customer_returned":
+        why = f"ordered {ev['days_since_trigger']:g} d after silence/{ev['preceding_stage']} ({d['group']})"
+    elif kind == "silence_retracted":
+        why = f"late order proves silence/{d['stage']} wrong ({ev['retracted_stages']})"
     elif kind == "delivery_failed":
         why = f"delivery {ev['status']} (order {ev['order_id']})"
     elif kind == "delivery_late":

@@ -87,3 +87,12 @@ def test_scenario(name):
                 assert d["evidence"][key] == pytest.approx(value, abs=1e-3), (key, t)
             else:
                 assert d["evidence"][key] == value, (key, t)
+
+
+def test_the_demo_describes_every_scenario_trigger_in_words():
+    from streams.demo import reason
+
+    for name in NAMES:
+        for ce in run_scenario(name)[1]:
+            text = reason(ce)
+            assert "=" not in text, (ce["data"]["kind"], text)  # not the generic key=value fallback
