@@ -120,6 +120,8 @@ class CustomerState:
 
     @classmethod
     def from_list(cls, v: list[Any]) -> CustomerState:
+        if v and v[0] == 1:
+            return cls._from_v1(v)
         if not v or v[0] != ENCODING_VERSION:
             raise ValueError(f"unsupported customer state encoding {v[:1]!r}")
         st = cls()
@@ -130,6 +132,24 @@ class CustomerState:
         st.amount_total = float(st.amount_total)
         st.amounts = [float(a) for a in amounts]
         st.cats = {c: [n, t] for c, n, t in cats}
+        return st
+
+    @classmethod
+    def _from_v1(cls, v: list[Any]) -> CustomerState:
+        """Upgrade a version-1 record (changelogs written before version 2) on read.
+
+        Version 1 has no distinct-day count: it is estimated as the distinct days
+        among the kept recent orders plus the older orders (each counted as a
+        day). Everything added in version 2 starts empty, as for a customer
+        who had none of those signals yet.
+        """
+        st = cls()
+        (_, st.partition, st.first_order, st.last_order, st.n_orders, st.amount_total,
+         st.recent, cats, st.silence_stage, st.freq_fired, st.seen, st.last_event) = v
+        st.amount_total = float(st.amount_total)
+        st.cats = {c: [n, t] for c, n, t in cats}
+        older = max(0, st.n_orders - len(st.recent))
+        st.n_days = len({t // 86_400_000 for t in st.recent}) + older if st.n_orders else 0
         return st
 
     @classmethod

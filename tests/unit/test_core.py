@@ -250,3 +250,45 @@ def test_same_events_give_the_same_bytes(spec):
     events = _events(spec)
     assert _triggers(events, [], T0 + 200 * DAY_MS) == _triggers(
         orjson.loads(orjson.dumps(events)), [], T0 + 200 * DAY_MS)
+
+
+def test_a_version_1_state_is_upgraded_on_read():
+    v1 = [1, 3, T0, T0 + 2 * DAY_MS, 3, 60.0, [T0, T0 + HOUR_MS, T0 + 2 * DAY_MS], [["grocery", 3, T0 + 2 * DAY_MS]],
+          1, 0, [11, 12], T0 + 2 * DAY_MS]
+    st = CustomerState.decode(orjson.dumps(v1))
+    assert (st.partition, st.n_orders, st.amount_total, st.silence_stage) == (3, 3, 60.0, 1)
+    assert st.n_days == 2  # two distinct order days among the kept orders
+    assert st.encode() == CustomerState.decode(st.encode()).encode()  # re-encoded as version 2, losslessly
+    assert orjson.loads(st.encode())[0] == 2
+    with pytest.raises(ValueError, match="unsupported"):
+        CustomerState.decode(orjson.dumps([99]))
+
+
+def test_a_busy_customer_stays_within_the_state_budget():
+    """Every bounded list full: under 800 bytes; a typical customer stays under 450 (DESIGN.md section 4)."""
+    cfg = DetectorConfig()
+    core = PartitionCore(Engine(cfg), {})
+    cats = ["grocery", "fashion", "home", "toys", "pharmacy", "electronics", "garden"]
+    events = []
+    for i in range(60):
+        at = T0 + i * 2 * DAY_MS
+        events.append(ev("order", "alice", at, category=cats[i % len(cats)], amount=float(10 + i % 7 * 13.37)))
+        events.append(ev("delivery", "alice", at + HOUR_MS, status="delivered", promised_at=iso_ms(at),
+                         delivered_at=iso_ms(at + 2 * HOUR_MS)))
+    events += [ev("courier_rating", "alice", T0 + 121 * DAY_MS, rating=1),
+               ev("consent", "alice", T0 + 121 * DAY_MS, channel="email", granted=False),
+               ev("consent", "alice", T0 + 122 * DAY_MS, channel="sms", granted=True)]
+    for e in events:
+        core.apply(DEC.validate(e))
+        core.advance(core.max_event)
+    st = core.store["alice"]  # a treatment customer: emitted triggers fill the cooldown slots
+    assert all((st.last_emit, st.consent, st.late, st.fu))  # the optional parts are filled
+    raw = st.encode()
+    assert CustomerState.decode(raw) == st
+    assert len(raw) < 800, len(raw)
+    typical = PartitionCore(Engine(cfg), {})
+    for e in [ev("order", "bob", T0 + i * 9 * DAY_MS, amount=23.5 + i) for i in range(5)] + [
+            ev("courier_rating", "bob", T0 + 40 * DAY_MS, rating=2)]:
+        typical.apply(DEC.validate(e))
+        typical.advance(typical.max_event)
+    assert len(typical.store["bob"].encode()) < 450, len(typical.store["bob"].encode())
