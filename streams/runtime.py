@@ -53,6 +53,8 @@ class Runtime:
         self.wall_ms = wall_ms
         self.cores: dict[int, PartitionCore] = {}
         self.watermarks = Watermarks(self.topics.inputs, settings.caught_up_lag)
+        # Latest `now` this worker's own watermark vouched for, per owned partition (see on_tick).
+        self.vouched: dict[int, int] = {}
         # A deadline this far past the wall clock is overdue: ticks come every
         # tick_interval, so anything older means silence is not being fired.
         self.overdue_grace_ms = max(60_000, int(settings.tick_interval_s * 10_000))
@@ -69,6 +71,7 @@ class Runtime:
     def revoke_all(self) -> None:
         """Drop derived per-partition indexes; rebuilt from the table on next use."""
         self.cores.clear()
+        self.vouched.clear()
         self.store.discard()  # staged changes are redone from the committed offset by the new owner
         # Per-partition series of partitions this worker may no longer own must not linger.
         self.metrics.watermark.clear()
@@ -119,6 +122,16 @@ class Runtime:
             now = int(orjson.loads(value or b"null")["now"])
         except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
             return []  # the clock topic is ours; a foreign message there is ignored
+        # A tick promises that the input before `now` was processed, but only by the worker
+        # that sent it. After a rebalance the clock topic still holds ticks of the previous
+        # owner, including ones it sent while stopping, after its agent had stopped reading:
+        # their `now` runs ahead of the input this worker has not read yet, and applying them
+        # fired silence for customers whose orders sat unread. Never go past what this
+        # worker's own watermark vouches for.
+        vouched = self.vouched.get(partition)
+        if vouched is None:
+            return []
+        now = min(now, vouched)
         core = self.core(partition)
         with self.metrics.sweep_seconds.time():
             decisions = core.advance(now)
@@ -147,7 +160,7 @@ class Runtime:
         for p in partitions:
             now = self.watermarks.now_for(p, wall, highwater, committed)
             if now is not None:
-                out[p] = now
+                out[p] = self.vouched[p] = now
         return out
 
     def record_consumer_lag(
