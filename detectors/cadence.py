@@ -112,5 +112,9 @@ def expected_orders(p: CadenceParams, x: int, t_x: float, t: float, horizon: flo
     r, alpha, a, b = p.r, p.alpha, p.a, p.b
     z = horizon / (alpha + t + horizon)
     silent = math.exp((r + x) * math.log((alpha + t) / (alpha + t + horizon)))
-    bracket = 1.0 - silent * float(hyp2f1(r + x, b + x, a + b + x - 1, z))
-    return max(0.0, (a + b + x - 1) / (a - 1) * bracket * p_alive(p, x, t_x, t))
+    c = a + b + x - 1
+    if c <= 0 or a == 1:
+        return math.nan  # the closed form is singular for such degenerate parameters
+    bracket = 1.0 - silent * float(hyp2f1(r + x, b + x, c, z))
+    value = c / (a - 1) * bracket * p_alive(p, x, t_x, t)
+    return max(0.0, value) if math.isfinite(value) else math.nan

@@ -49,10 +49,13 @@ def model_view(cfg: DetectorConfig, st: CustomerState, now: int) -> dict[str, fl
     x, t_x, t = _history(cfg, st, now)
     h = cfg.risk_horizon_ms / p.unit_ms
     expected = cadence.expected_orders(p, x, t_x, t, h)
+    p_none = cadence.p_no_order(p, x, t_x, t, h)
+    if not math.isfinite(expected):  # 2F1 diverges for degenerate fits (a + b + x - 1 <= 0)
+        expected = -math.log(max(p_none, 1e-12))
     return {
         "p_alive": round(cadence.p_alive(p, x, t_x, t), 6),
         "expected_orders": round(expected, 6),
-        "p_no_order": round(cadence.p_no_order(p, x, t_x, t, h), 6),
+        "p_no_order": round(p_none, 6),
         "risk": round(math.exp(-expected), 6),
     }
 

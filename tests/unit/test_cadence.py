@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from detectors.config import DAY_MS
 from detectors.envelope import iso_ms
 from detectors.fitting import summarize
 from detectors.silence import stage_plan
+from detectors.snapshot import model_view
 from schemas import EventDecoder
 from schemas.decode import to_epoch_ms
 from streams.cdnow import convert, read_cdnow
@@ -159,3 +161,13 @@ def test_deadlines_follow_the_personal_cadence_but_never_precede_the_category_fl
     assert same_day.n_orders == 3
     assert stage_plan(cfg, same_day) == stage_plan(DetectorConfig(), same_day)
     assert plan[0][0] <= plan[1][0] <= plan[2][0]
+
+
+def test_degenerate_parameters_fall_back_to_the_no_order_probability():
+    p = CadenceParams(0.5, 1.0, 0.5, 0.5, "weeks")   # a + b - 1 = 0: eq. 10 is singular for x = 0
+    assert math.isnan(expected_orders(p, 0, 0.0, 3.0, 13.0))
+    cfg = DetectorConfig(cadence=p)
+    view = model_view(cfg, _customer([0]), to_epoch_ms("2026-01-22T10:00:00Z"))
+    assert view is not None
+    assert math.isfinite(view["risk"])
+    assert view["risk"] == pytest.approx(view["p_no_order"], abs=1e-6)
