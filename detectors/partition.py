@@ -46,10 +46,12 @@ class PartitionCore:
             return decisions, outcome
         if ev.ts < self.clock:
             outcome = LATE  # applied all the same; counted so lateness is visible
-        if outcome == LATE:
-            # A late order can start a silence whose deadline the clock has already
-            # passed: fire it now, as the next tick would, so no deadline is left
-            # in the past (the payload carries the deadline either way).
+        nxt = self.engine.next_deadline(st)
+        if nxt is not None and nxt <= self.clock:
+            # The event made a deadline the clock has already reached (a late order
+            # starting a silence, an order that shows a frequency drop at once): fire
+            # it now, as the next tick would, so no deadline is left in the past. The
+            # payload carries the deadline, so it is the same either way.
             decisions.extend(self.engine.fire_due(st, ev.customer_id, self.clock))
         st.partition = self.partition
         self.store[ev.customer_id] = st
