@@ -196,4 +196,9 @@ def test_every_dashboard_query_and_alert_returns_series_from_a_real_worker(broke
         return {a["labels"]["alertname"]: a["state"] for a in prom.api("alerts")["alerts"]}
 
     wait_for(lambda: "ChurnDLQRatioHigh" in active(), timeout=30, what="the DLQ ratio alert to be pending")
-    assert active() == {"ChurnDLQRatioHigh": "pending"}
+    now_active = active()
+    assert now_active["ChurnDLQRatioHigh"] == "pending"
+    # Nothing else is wrong with this worker. The trigger-rate baseline is only seconds
+    # old here, so that alert may legitimately be pending; it cannot fire within 30m.
+    assert set(now_active) <= {"ChurnDLQRatioHigh", "ChurnTriggerRateAnomalous"}, now_active
+    assert "firing" not in now_active.values()
