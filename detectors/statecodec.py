@@ -56,7 +56,7 @@ def _int(out: bytearray, tag: int, z: int) -> None:
     out += z.to_bytes(n, "big")
 
 
-def _pack_list(out: bytearray, items: list[Any], base: list[int]) -> None:
+def _pack_list(out: bytearray, items: list[Any] | tuple[Any, ...], base: list[int]) -> None:
     n = len(items)
     if n < 15:
         out.append(0x60 | n)
@@ -79,7 +79,7 @@ def _pack_list(out: bytearray, items: list[Any], base: list[int]) -> None:
             if v >= 1 << 59 or v < -(1 << 59):
                 raise ValueError(f"integer {v} too large for a customer state")
             _int(out, 0x10, v << 1 if v >= 0 else ((-v) << 1) - 1)
-        elif t is list:
+        elif t is list or t is tuple:  # a tuple reads back as a list, as through JSON
             _pack_list(out, v, base)
         else:
             _pack_other(out, v)
