@@ -8,6 +8,7 @@ replayed triggers can be compared byte for byte with the topic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import sys
 from pathlib import Path
@@ -63,6 +64,23 @@ class RejectSink:
         self.fh.close()
 
 
+async def _ensure_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    from aiokafka.admin import NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    from streams.topics import _admin
+
+    admin = await _admin(bootstrap, 15.0)
+    try:
+        existing = {t["topic"] for t in await admin.describe_topics() if not t.get("error_code")}
+        missing = [NewTopic(n, partitions, 1) for n in dict.fromkeys(names) if n not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile: fine
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()
+
+
 class TopicSink:
     """Triggers to a Kafka topic: key = customer id, timestamp = the trigger's event time.
 
@@ -70,7 +88,8 @@ class TopicSink:
     (their `decision` field says what they are).
     """
 
-    def __init__(self, bootstrap: str, topic: str, audit_topic: str | None = None, batch: int = 2000) -> None:
+    def __init__(self, bootstrap: str, topic: str, audit_topic: str | None = None, batch: int = 2000,
+                 partitions: int = 4) -> None:
         from aiokafka import AIOKafkaProducer
         from aiokafka.errors import KafkaError
 
@@ -84,6 +103,11 @@ class TopicSink:
             return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
 
         self.loop = asyncio.new_event_loop()
+        try:  # brokers may not create topics on first write (auto.create.topics.enable=false)
+            self.loop.run_until_complete(_ensure_topics(bootstrap, [topic, self.audit_topic], partitions))
+        except BaseException:
+            self.loop.close()
+            raise
         self.producer = self.loop.run_until_complete(create())
         self.pending: list[Any] = []
         try:
