@@ -153,7 +153,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
 
         for partition, now in runtime.tick_times(owned, highwater, committed).items():
             await clock.send(key=None, value=b'{"now":%d}' % now, partition=partition)
-        runtime.record_consumer_lag(owned, highwater, committed)
+        runtime.record_consumer_lag(owned, end_offset, committed)
+
+    def end_offset(tp: tuple[str, int]) -> int | None:
+        """The consumer's last known end offset, as Kafka reported it (for the lag metric)."""
+        try:
+            return app.consumer.highwater(faust.types.TP(*tp))  # type: ignore[no-any-return]
+        except Exception:  # not fetched yet: unknown
+            return None
 
     broker_ok = {"reachable": False}
 
