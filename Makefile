@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint system-deps ops-check clean bench-quality bench-replay
+.PHONY: help install demo test test-unit test-integration lint system-deps ops-check clean bench-quality bench-replay test-faults bench-live
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,11 +42,17 @@ test-unit: $(STAMP)  ## fast tests without a broker
 test-integration: $(STAMP)  ## real broker and worker processes on loopback
 	$(PY) -m pytest -q -m integration
 
+test-faults: $(STAMP)  ## kill -9, rebalances, broker pause, outage backlog, fuzzed input: live workers vs a replay verifier
+	$(PY) -m pytest -q -s -m faults
+
 bench-quality: $(STAMP)  ## CDNOW: ROC AUC of the streaming risk vs batch BG/NBD, a 90-day rule and recency
 	$(PY) -m bench.quality
 
 bench-replay: $(STAMP)  ## replay of a 1M-event synthetic log on one core: events/s, bytes/customer, ratio to a bare parse
 	$(PY) bench/replay_bench.py
+
+bench-live: $(STAMP)  ## one live worker on the embedded broker vs a counting Faust agent and a straightforward Faust app
+	$(PY) bench/live_bench.py
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

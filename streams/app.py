@@ -137,6 +137,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
                 runtime.write_state()
                 event.ack()
 
+    stale_ms = max(2000, int(settings.tick_interval_s * 2000))
+
     @app.timer(settings.tick_interval_s)
     async def tick() -> None:
         consumer = app.consumer
@@ -144,9 +146,18 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
 
         def highwater(tp: tuple[str, int]) -> int | None:
             try:
-                return consumer.highwater(faust.types.TP(*tp))  # type: ignore[no-any-return]
+                key = faust.types.TP(*tp)
+                end: int | None = consumer.highwater(key)
+                polled = consumer._thread._ensure_consumer().last_poll_timestamp(key)
             except Exception:  # not fetched yet: unknown
                 return None
+            if end is not None and (polled is None or wall_ms() - polled > stale_ms):
+                # The end offset is only as fresh as the last fetch of the partition; a paused
+                # one (recovery after a rebalance, flow control) keeps an old end while input
+                # piles up, and looked caught up: the wall clock then fired silence for orders
+                # not read yet. Unknown freshness counts as behind: the clock follows event time.
+                return end + settings.caught_up_lag + 1
+            return end
 
         def committed(tp: tuple[str, int]) -> int | None:
             return consumer._committed_offset.get(faust.types.TP(*tp))  # type: ignore[no-any-return]

@@ -72,7 +72,8 @@ class Runtime:
         """Drop derived per-partition indexes; rebuilt from the table on next use."""
         self.cores.clear()
         self.vouched.clear()
-        self.store.discard()  # staged changes are redone from the committed offset by the new owner
+        # Staged state is kept: a message whose triggers are being delivered writes it when
+        # they are, and only then lets its offset be committed (app.py).
         # Per-partition series of partitions this worker may no longer own must not linger.
         self.metrics.watermark.clear()
         self.metrics.consumer_lag.clear()
@@ -82,6 +83,7 @@ class Runtime:
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
         timestamp: float | None = None, headers: Iterable[tuple[str, bytes]] = (),
     ) -> list[Outgoing]:
+        self._forget_unfinished()
         with self.metrics.detection_seconds.time():
             return self._on_input(topic, partition, offset, key, value, timestamp, headers)
 
@@ -118,6 +120,7 @@ class Runtime:
         return self._staged(self._route(decisions))
 
     def on_tick(self, partition: int, value: bytes | None) -> list[Outgoing]:
+        self._forget_unfinished()
         try:
             now = int(orjson.loads(value or b"null")["now"])
         except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
@@ -143,6 +146,14 @@ class Runtime:
         if not records:
             self.store.write()
         return records
+
+    def _forget_unfinished(self) -> None:
+        """Drop state staged by a message that never finished (its agent was cancelled).
+
+        That message was never acknowledged, so it is delivered again and redone.
+        """
+        if self.store.pending:
+            self.store.discard()
 
     def write_state(self) -> None:
         """Write the state changes of the last message, once the records it returned are delivered."""

@@ -57,7 +57,10 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     tick_interval_s: float = 1.0          # how often the live clock ticks each partition
-    caught_up_lag: int = 10               # a partition this close to its end uses wall-clock time
+    # A partition with at most this many unread input messages uses wall-clock time. 0: any
+    # unread message could be an order that cancels a silence, and the clock topic's ticks can
+    # be consumed before it (after a rebalance they were: false silence triggers).
+    caught_up_lag: int = 0
     max_future_skew_ms: int = 5 * 60_000  # events further in the future go to the DLQ
     standby_replicas: int = 1
     log_level: str = "info"
