@@ -46,13 +46,6 @@ class PartitionCore:
             return decisions, outcome
         if ev.ts < self.clock:
             outcome = LATE  # applied all the same; counted so lateness is visible
-        nxt = self.engine.next_deadline(st)
-        if nxt is not None and nxt <= self.clock:
-            # The event made a deadline the clock has already reached (a late order
-            # starting a silence, an order that shows a frequency drop at once): fire
-            # it now, as the next tick would, so no deadline is left in the past. The
-            # payload carries the deadline, so it is the same either way.
-            decisions.extend(self.engine.fire_due(st, ev.customer_id, self.clock))
         st.partition = self.partition
         self.store[ev.customer_id] = st
         self.index.set(ev.customer_id, self.engine.next_deadline(st))
@@ -60,8 +53,16 @@ class PartitionCore:
         return decisions, outcome
 
     def advance(self, now: int) -> list[Decision]:
-        """Move the clock to `now` (never backwards) and fire what became due."""
-        if now <= self.clock:
+        """Move the clock to `now` (never backwards) and fire what is due.
+
+        `now` equal to the clock still sweeps: an event applied since the last
+        sweep can have made a deadline the clock has already reached (a late
+        order starting a silence, an order that shows a frequency drop at
+        once). Firing it at the next sweep rather than inside `apply` leaves a
+        live worker one tick for the customer's next orders to arrive; replay
+        sweeps right after each event, so nothing stays overdue there either.
+        """
+        if now < self.clock:
             return []
         self.clock = now
         out: list[Decision] = []

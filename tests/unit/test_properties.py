@@ -4,7 +4,8 @@
 - live == replay: clock ticks at arbitrary moments change nothing;
 - idempotence: every event delivered twice changes nothing;
 - no actionable trigger for a holdout customer or one without consent at the trigger's time;
-- no deadline in the past: after every step, every pending deadline lies after the clock.
+- no deadline in the past: after every sweep, every pending deadline lies after the clock, and an order
+  never schedules a deadline before itself.
 """
 
 from __future__ import annotations
@@ -77,11 +78,16 @@ def run(cfg: DetectorConfig, evs: list[dict[str, Any]], ticks: list[int], until:
 
     for e in evs:
         parsed = DEC.validate(e)
+        if check_deadlines and parsed.type == "order":
+            before = core.store.get(parsed.customer_id)
+            was_late = parsed.ts < (before.last_order if before else 0)
         while pending and pending[0] <= parsed.ts:
             out += core.advance(pending.pop(0))
             no_deadline_in_the_past()
         out += core.apply(parsed)[0]
-        no_deadline_in_the_past()
+        if check_deadlines and parsed.type == "order" and not was_late:
+            d = core.engine.next_deadline(core.store[parsed.customer_id])
+            assert d is None or d >= parsed.ts, (parsed, d)
         out += core.advance(core.max_event)
         no_deadline_in_the_past()
     out += core.advance(until)
