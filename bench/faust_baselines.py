@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--partitions", type=int, default=4)
     a = p.parse_args(argv)
     app = make_app(a.kind, a.bootstrap, a.prefix, a.app_id, a.port, a.partitions)
-    sys.argv = [sys.argv[0], "worker", "-l", "warning"]
+    sys.argv = [sys.argv[0], "worker", "-l", "warn"]
     app.main()
 
 

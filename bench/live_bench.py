@@ -3,7 +3,7 @@
     python bench/live_bench.py [--events 40000] [--runs 3] [--partitions 4] [--profile out.prof]
 
 Each run produces one backlog of synthetic events (orders, deliveries, courier
-ratings of `--customers` customers, event times over the last 20 days, in order)
+ratings of `--customers` customers, event times over the last 2 days, in order)
 to fresh input topics, then lets three workers consume that same backlog one
 after the other, each in its own consumer group:
 
@@ -50,13 +50,16 @@ from streams.topics import ensure_topics  # noqa: E402
 
 DAY_MS = 86_400_000
 CATEGORIES = ("grocery", "fashion", "home", "other")
+#: Event times span the last two days: shorter than every silence window, so triggers come at the
+#: rate of live traffic (bad ratings, failed deliveries, basket drops), not from a 20-day backfill.
+SPAN_DAYS = 2
 
 
 def generate(n: int, customers: int, seed: int) -> list[tuple[str, bytes, bytes]]:
     """(topic suffix, key, value) in event-time order: 60% orders, 25% deliveries, 15% ratings."""
     rng = random.Random(seed)
     end = time.time_ns() // 1_000_000 - 60_000
-    start = end - 20 * DAY_MS
+    start = end - SPAN_DAYS * DAY_MS
     out = []
     for i in range(n):
         c = rng.randrange(customers)
@@ -185,7 +188,7 @@ def run_worker(bootstrap: str, prefix: str, n: int, partitions: int, log: Path, 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=40_000)
-    p.add_argument("--customers", type=int, default=8_000)
+    p.add_argument("--customers", type=int, default=2_000)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--profile", metavar="FILE", help="also run the worker once under cProfile, write FILE")
