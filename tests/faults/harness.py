@@ -329,7 +329,7 @@ def verify(tmp: Path, bootstrap: str, topics: Topics, app_id: str, events: list[
     corrected = corrected_false_silence(triggers(bootstrap, topics.triggers), extra) if corrected_ok else set()
     extra -= corrected
     if extra:
-        shown = [ce["data"] for ce in triggers(bootstrap, topics.triggers) if ce["id"] in extra][:3]
+        shown = [ce["data"] for ce in triggers(bootstrap, topics.triggers) if ce["id"] in extra][:6]
         raise AssertionError(f"{len(extra)} triggers replay does not produce (false or doubly applied) "
                              f"with the clock at {iso_ms(int(high))}: {shown}")
     # 3. state: nothing lost, nothing applied twice
