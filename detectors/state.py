@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from detectors.statecodec import pack, unpack
+
 #: Order times kept for the recent-rate window (frequency drop).
 RECENT = 8
 #: Event-id hashes kept to make redelivered events idempotent.
@@ -28,7 +30,9 @@ SEEN = 8
 MAX_CATEGORIES = 6
 #: 2: cadence (n_days), basket, favourite, follow-up, lateness, consent and
 #: suppression bookkeeping fields.
-ENCODING_VERSION = 2
+#: 3: the version-2 value list, packed (detectors/statecodec.py) instead of JSON,
+#: within the few-hundred-bytes budget; JSON records of version 2 still read.
+ENCODING_VERSION = 3
 
 
 def event_hash(event_id: str) -> int:
@@ -98,12 +102,11 @@ class CustomerState:
 
     def favourite_category(self) -> str | None:
         """Category with most orders; ties go to the most recently ordered one."""
-        best: str | None = None
-        best_key = (-1, -1)
-        for cat, (count, last) in self.cats.items():
-            if (count, last) > best_key:
-                best, best_key = cat, (count, last)
-        return best
+        cats = self.cats
+        if len(cats) == 1:
+            return next(iter(cats))
+        # [count, last] lists compare like (count, last) tuples; max keeps the first of equals.
+        return max(cats, key=cats.__getitem__) if cats else None
 
     def to_list(self) -> list[Any]:
         cats = [[c, n, t] for c, (n, t) in sorted(self.cats.items())]
@@ -116,13 +119,13 @@ class CustomerState:
         ]
 
     def encode(self) -> bytes:
-        return orjson.dumps(self.to_list())
+        return pack(self.to_list())
 
     @classmethod
     def from_list(cls, v: list[Any]) -> CustomerState:
         if v and v[0] == 1:
             return cls._from_v1(v)
-        if not v or v[0] != ENCODING_VERSION:
+        if not v or v[0] not in (2, ENCODING_VERSION):  # 2 and 3 share the list layout
             raise ValueError(f"unsupported customer state encoding {v[:1]!r}")
         st = cls()
         (_, st.partition, st.first_order, st.last_order, st.n_orders, st.amount_total,
@@ -154,10 +157,11 @@ class CustomerState:
 
     @classmethod
     def decode(cls, raw: bytes) -> CustomerState:
-        return cls.from_list(orjson.loads(raw))
+        # Packed bytes never start with "[": JSON records (versions 1 and 2) still read.
+        return cls.from_list(orjson.loads(raw) if raw[:1] == b"[" else unpack(raw))
 
     def copy(self) -> CustomerState:
-        return CustomerState.from_list(orjson.loads(self.encode()))
+        return CustomerState.from_list(unpack(self.encode()))
 
     __hash__ = None  # type: ignore[assignment]  # mutable record: equal by value, not hashable
 

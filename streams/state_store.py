@@ -47,7 +47,7 @@ class Stored:
 
     def thaw(self) -> CustomerState:
         """A private, mutable copy of the state."""
-        return CustomerState.from_list(orjson.loads(self.raw)["s"])
+        return _split(self.raw)[1]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Stored) and self.raw == other.raw
@@ -59,12 +59,21 @@ class Stored:
 
 
 def encode_stored(state: CustomerState, offsets: list[int]) -> bytes:
-    return b'{"o":%b,"s":%b}' % (orjson.dumps(offsets), state.encode())
+    """The offsets as JSON, a NUL byte, then the state's own (packed, binary) encoding."""
+    return orjson.dumps(offsets) + b"\x00" + state.encode()
+
+
+def _split(raw: bytes) -> tuple[list[int], CustomerState]:
+    if raw[:1] == b"{":  # {"o": offsets, "s": state list}: written before states were packed
+        v = orjson.loads(raw)
+        return list(v["o"]), CustomerState.from_list(v["s"])
+    cut = raw.index(b"\x00")  # JSON never holds a raw NUL byte
+    return list(orjson.loads(raw[:cut])), CustomerState.decode(raw[cut + 1:])
 
 
 def decode_stored(raw: bytes) -> Stored:
-    v = orjson.loads(raw)
-    return Stored(CustomerState.from_list(v["s"]), list(v["o"]), raw)
+    offsets, state = _split(raw)
+    return Stored(state, offsets, raw)
 
 
 class StagedStore(MutableMapping[str, CustomerState]):
