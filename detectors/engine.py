@@ -43,15 +43,15 @@ class Engine:
     def _due(self, st: CustomerState) -> tuple[int, _Fire] | None:
         """Earliest raw deadline and the detector that owns it (silence first on ties)."""
         cfg = self.cfg
-        best: tuple[int, _Fire] | None = None
-        for deadline, fire in (
-            (silence.next_deadline(cfg, st), silence.on_deadline),
-            (frequency.next_deadline(cfg, st), frequency.on_deadline),
-            (rating.next_deadline(st), rating.on_deadline),
-        ):
-            if deadline is not None and (best is None or deadline < best[0]):
-                best = (deadline, fire)
-        return best
+        best = silence.next_deadline(cfg, st)
+        fire: _Fire = silence.on_deadline
+        d = frequency.next_deadline(cfg, st)
+        if d is not None and (best is None or d < best):
+            best, fire = d, frequency.on_deadline
+        d = rating.next_deadline(st)
+        if d is not None and (best is None or d < best):
+            best, fire = d, rating.on_deadline
+        return None if best is None else (best, fire)
 
     def next_deadline(self, st: CustomerState) -> int | None:
         """When this customer next needs the clock, lateness allowance included."""

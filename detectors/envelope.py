@@ -22,10 +22,21 @@ DATASCHEMA = "urn:churn-signals:schema:trigger:1"
 CONTENT_TYPE = "application/cloudevents+json"
 
 
+_DAYS: dict[int, str] = {}
+
+
 def iso_ms(ms: int) -> str:
     """RFC 3339 UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z."""
-    dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    day, rem = divmod(ms, 86_400_000)
+    date = _DAYS.get(day)
+    if date is None:  # each day is formatted once (bounded cache)
+        if len(_DAYS) > 4096:
+            _DAYS.clear()
+        date = _DAYS[day] = f"{datetime.fromtimestamp(day * 86_400, tz=UTC):%Y-%m-%dT}"
+    sec, milli = divmod(rem, 1000)
+    hour, sec = divmod(sec, 3600)
+    minute, sec = divmod(sec, 60)
+    return f"{date}{hour:02d}:{minute:02d}:{sec:02d}.{milli:03d}Z"
 
 
 def trigger_id(customer_id: str, kind: str, episode: str, stage: str) -> str:

@@ -65,6 +65,9 @@ class PartitionCore:
         if now < self.clock:
             return []
         self.clock = now
+        first = self.index.peek()
+        if first is None or first > now:
+            return []  # nothing due: the common case after an event
         out: list[Decision] = []
         engine, store, index = self.engine, self.store, self.index
         for customer_id in list(index.pop_due(now)):

@@ -58,9 +58,12 @@ def stage_plan(cfg: DetectorConfig, st: CustomerState) -> list[tuple[int, int, s
 
 
 def next_deadline(cfg: DetectorConfig, st: CustomerState) -> int | None:
-    if st.n_orders == 0 or st.silence_stage >= len(SILENCE_STAGES):
+    stage = st.silence_stage
+    if st.n_orders == 0 or stage >= len(SILENCE_STAGES):
         return None
-    return stage_plan(cfg, st)[st.silence_stage][0]
+    if cfg.cadence is None or st.n_days < 2:  # category floor only: stage_plan's deadline, without the plan
+        return st.last_order + (cfg.silence_lost_ms if stage == 2 else cfg.windows_for(st.favourite_category())[stage])
+    return stage_plan(cfg, st)[stage][0]
 
 
 def cadence_evidence(cfg: DetectorConfig, st: CustomerState, at: int) -> dict[str, Any]:
