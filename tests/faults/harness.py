@@ -323,7 +323,9 @@ def verify(tmp: Path, bootstrap: str, topics: Topics, app_id: str, events: list[
             break
         assert time.monotonic() < deadline, (
             f"{len(missing)} expected triggers never arrived, e.g. "
-            f"{[want_low[i]['data'] for i in sorted(missing)[:3]]}")
+            f"{[want_low[i]['data'] for i in sorted(missing)[:3]]}; live events by outcome "
+            f"{[_outcomes(w) for w in workers]}, "
+            f"produced {len(events)}, dead letters {len(read_all(bootstrap, topics.dlq))}")
         time.sleep(1.0)
     want_high = expected_triggers(log, cfg, int(high))
     extra = set(live) - set(want_high)
@@ -340,6 +342,10 @@ def verify(tmp: Path, bootstrap: str, topics: Topics, app_id: str, events: list[
     return {"events": len(events), "triggers": len(live), "copies": sum(live.values()),
             "corrected_false_silence": len(corrected),
             "duplicated_ids": sum(1 for n in live.values() if n > 1), "customers": len(live_states)}
+
+
+def _outcomes(worker: Any) -> dict[str, float]:
+    return {o: worker.metric("churn_events_total", outcome=o) for o in ("accepted", "duplicate", "late", "invalid")}
 
 
 def corrected_false_silence(fired: list[dict[str, Any]], extra: set[str]) -> set[str]:
