@@ -1,39 +1,52 @@
-"""Reading event logs: JSON Lines files, plain or gzip-compressed."""
+"""Reading event logs: JSON Lines files, plain or gzip-compressed, or stdin (`-`).
+
+One place opens logs and turns failures into one-line CommandErrors, for
+`replay`, `produce`, `fit` and the replay sources alike.
+"""
 
 from __future__ import annotations
 
 import gzip
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from schemas.errors import CommandError
 
 
-def read_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
-    """Yield (line number, raw line) for non-blank lines; `-` reads stdin."""
-    import sys
-
-    p = Path(path)
+def open_log(path: str | Path) -> tuple[IO[bytes], IO[bytes]]:
+    """(raw handle, line handle): the raw one tells progress, the other decompresses `.gz`."""
+    if str(path) == "-":
+        return sys.stdin.buffer, sys.stdin.buffer
     try:
-        if str(path) == "-":
-            fh = sys.stdin.buffer
-        elif p.suffix == ".gz":
-            fh = gzip.open(p, "rb")  # noqa: SIM115 - closed in the finally below
-        else:
-            fh = open(p, "rb")  # noqa: SIM115 - closed in the finally below
+        raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by iter_lines
     except FileNotFoundError:
         raise CommandError(f"file not found: {path}") from None
     except IsADirectoryError:
         raise CommandError(f"{path} is a directory, expected a JSON Lines file") from None
     except OSError as exc:
         raise CommandError(f"cannot open {path}: {exc.strerror}") from None
+    fh: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if str(path).endswith(".gz") else raw
+    return raw, fh
+
+
+def iter_lines(path: str | Path, raw: IO[bytes], fh: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """Yield (line number, stripped line) for non-blank lines, then close the handles."""
     try:
-        for n, raw in enumerate(fh, 1):
-            line = raw.strip()
-            if line:
-                yield n, line
+        for n, line in enumerate(fh, 1):
+            stripped = line.strip()
+            if stripped:
+                yield n, stripped
     except (OSError, EOFError) as exc:
         raise CommandError(f"cannot read {path}: {exc}") from None
     finally:
-        if fh is not sys.stdin.buffer:
+        if raw is not sys.stdin.buffer:
             fh.close()
+            raw.close()
+
+
+def read_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
+    """Yield (line number, raw line) for non-blank lines; `-` reads stdin."""
+    raw, fh = open_log(path)
+    return iter_lines(path, raw, fh)

@@ -14,10 +14,8 @@ Sources also report how far they are (`progress()`), for the progress bar.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import heapq
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from typing import IO, Any
 
 from schemas import Event, EventDecoder, InvalidEvent
 from schemas.errors import CommandError
+from streams.jsonl import iter_lines, open_log
 
 #: File names a directory source reads (anything else in the folder is ignored, and said so).
 LOG_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
@@ -95,23 +94,9 @@ class FileSource:
 
     def lines(self) -> Iterator[tuple[int, bytes]]:
         """(line number, stripped line) for every non-blank line."""
-        try:
-            raw: IO[bytes] = sys.stdin.buffer if self.path == "-" else open(self.path, "rb")  # noqa: SIM115
-        except OSError as exc:
-            raise CommandError(f"cannot open {self.path}: {exc.strerror}") from None
-        self._raw = raw
-        fh: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if self.path.endswith(".gz") else raw
-        try:
-            for n, raw_line in enumerate(fh, 1):
-                line = raw_line.strip()
-                if line:
-                    yield n, line
-        except (OSError, EOFError) as exc:
-            raise CommandError(f"cannot read {self.path}: {exc}") from None
-        finally:
-            if raw is not sys.stdin.buffer:
-                fh.close()
-                raw.close()
+        raw, fh = open_log(self.path)
+        self._raw = raw  # progress reads the compressed position from it
+        yield from iter_lines(self.path, raw, fh)
 
     def items(self, decoder: EventDecoder) -> Iterator[Item]:
         decode = decoder.decode
