@@ -108,7 +108,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     changelog = table.changelog_topic
     changelog.schema = faust.Schema(key_serializer="churn_utf8", value_serializer="churn_state")
     changelog.key_serializer, changelog.value_serializer = "churn_utf8", "churn_state"
-    runtime = Runtime(settings, table, metrics, wall_ms)  # type: ignore[arg-type]
     # Faust commits offsets after `producer.flush()`, but that flush returns once the
     # producer buffer's queue is empty, not once the records taken from it are sent, and
     # gives up after 0.1 s: a commit (at a clean stop above all) could cover an offset
@@ -117,21 +116,23 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     # flush before each commit waits for all of them. (Holding the message instead does
     # not work: Faust's commit skips an unacknowledged offset when the next one is acked.)
     unlogged: set[asyncio.Future[Any]] = set()
-    send_changelog = table.send_changelog
 
-    def send_changelog_tracked(*args: Any, **kwargs: Any) -> Any:
-        fut = send_changelog(*args, **kwargs)
+    def log_state(partition: int, key: str, value: Any) -> None:
+        # Sent outside any event's context, so the partition is given: the customer's own.
+        fut = table.send_changelog(partition, key, value)
         unlogged.add(fut)
         fut.add_done_callback(unlogged.discard)
-        return fut
 
-    table.send_changelog = send_changelog_tracked  # type: ignore[method-assign]
+    # States are written back in batches (streams/state_store.py, rule 4): the table sees
+    # them, and the changelog gets them, at each flush below rather than per event.
+    runtime = Runtime(settings, table, metrics, wall_ms, log_state)  # type: ignore[arg-type]
     producer = app.producer
     producer_flush = producer.flush
 
     async def flush_logged() -> None:
-        # The offsets about to be committed were chosen before this flush: the records
-        # written until now cover them; later ones belong to later offsets.
+        # Called by Faust's commit after it chose the offsets: every message at or below
+        # them has finished, so its state is in the write-back cache or already logged.
+        runtime.flush_state()
         written = set(unlogged)
         await producer_flush()
         if written:
@@ -240,7 +241,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
-        runtime.revoke_all()
+        runtime.revoke_all()  # sends what the write-back cache still held
+        await flush_logged()
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

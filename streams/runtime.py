@@ -19,7 +19,7 @@ from schemas import EventDecoder, InvalidEvent
 from streams.clock import TP, Watermarks
 from streams.metrics import RETURN_GROUPS, Metrics
 from streams.settings import Settings
-from streams.state_store import StagedStore, Stored
+from streams.state_store import LogState, StagedStore, Stored
 
 Headers = list[tuple[str, bytes]]
 
@@ -40,14 +40,16 @@ class Runtime:
         store: MutableMapping[str, Stored],
         metrics: Metrics,
         wall_ms: Callable[[], int],
+        log_state: LogState | None = None,
     ) -> None:
         self.settings = settings
         self.topics = settings.topics
         self.engine = Engine(settings.detector)
         self.config_version = settings.detector.version
         self.decoder = EventDecoder(max_future_skew_ms=settings.max_future_skew_ms)
-        # Reads are private copies, writes wait for write_state(): streams/state_store.py says why.
-        self.store = StagedStore(store, len(self.topics.inputs))
+        # Reads are private copies, writes wait for write_state() and, with log_state
+        # (the live worker), for flush_state(): streams/state_store.py says why.
+        self.store = StagedStore(store, len(self.topics.inputs), log_state)
         self.topic_index = {name: i for i, name in enumerate(self.topics.inputs)}
         self.metrics = metrics
         self.wall_ms = wall_ms
@@ -69,7 +71,10 @@ class Runtime:
         return core
 
     def revoke_all(self) -> None:
-        """Drop derived per-partition indexes; rebuilt from the table on next use."""
+        """Log finished states, drop derived per-partition indexes; rebuilt from the table on next use."""
+        # The write-back cache is per owned partition: what it holds goes to the changelog
+        # now (the next owner reads it there), and nothing of it may outlive the ownership.
+        self.flush_state()
         self.cores.clear()
         self.vouched.clear()
         # Staged state is kept: a message whose triggers are being delivered writes it when
@@ -158,6 +163,10 @@ class Runtime:
     def write_state(self) -> None:
         """Write the state changes of the last message, once the records it returned are delivered."""
         self.store.write()
+
+    def flush_state(self) -> int:
+        """Send the changelog records of the states finished since the last flush (before a commit)."""
+        return self.store.flush()
 
     def tick_times(
         self,

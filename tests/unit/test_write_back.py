@@ -1,0 +1,161 @@
+"""The live worker's write-back cache: one changelog record per customer per commit, nothing lost.
+
+A dict plays the table (its values are what the changelog holds once flushed),
+a list plays the changelog producer, and a crash is "keep only what was flushed".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from detectors import CustomerState
+from streams.metrics import Metrics
+from streams.runtime import Runtime
+from streams.settings import Settings
+from streams.state_store import Stored, copy_state, decode_stored
+from tests.unit.test_crash_consistency import NOW, _events
+
+Logged = list[tuple[int, str, bytes]]
+
+
+def _runtime(table: dict[str, Stored], logged: Logged) -> Runtime:
+    def log(partition: int, key: str, value: Stored) -> None:
+        logged.append((partition, key, value.raw))
+
+    return Runtime(Settings(bootstrap="127.0.0.1:9092"), table, Metrics(), lambda: NOW, log)
+
+
+def _feed(rt: Runtime, events: list[tuple[str, dict[str, Any]]], partition: int = 2,
+          counters: dict[str, int] | None = None) -> list[bytes]:
+    """Deliver events on one partition; offsets per topic continue from `counters`."""
+    counters = {} if counters is None else counters
+    sent: list[bytes] = []
+    for topic, ev in events:
+        offset = counters.get(topic, 0)
+        counters[topic] = offset + 1
+        records = rt.on_input(topic, partition, offset, ev["customer_id"].encode(), orjson.dumps(ev))
+        sent.extend(r.value for r in records if r.value is not None)
+        rt.write_state()
+    return sent
+
+
+def test_copies_share_no_mutable_part_with_the_original():
+    st = CustomerState()
+    for name in CustomerState.__slots__:  # every container field filled, so every one is checked
+        value = getattr(st, name)
+        if isinstance(value, list):
+            value.extend([[1, "x"], 2])
+        elif isinstance(value, dict):
+            value["grocery"] = [3, 4]
+    before = st.to_list()
+    c = copy_state(st)
+    assert c == st
+    assert c is not st
+    for name in CustomerState.__slots__:
+        value = getattr(c, name)
+        if isinstance(value, list):
+            value.append(9)
+            value[0].append(9)
+        elif isinstance(value, dict):
+            value["grocery"].append(9)
+            value["new"] = [1, 1]
+    assert st.to_list() == before
+
+
+def test_states_reach_the_changelog_once_per_customer_at_flush_and_the_table_then_holds_them():
+    table: dict[str, Stored] = {}
+    logged: Logged = []
+    rt = _runtime(table, logged)
+    _feed(rt, _events("a", 12) + _events("b", 9))
+    assert logged == []
+    assert table == {}  # finished, not flushed: nothing written per event
+    assert rt.store["a"].n_orders == 4   # reads see the finished state all the same
+    assert rt.flush_state() == 2
+    assert sorted(k for _, k, _ in logged) == ["a", "b"]
+    assert {p for p, _, _ in logged} == {2}  # the customer's own partition, not the current event's
+    assert {k: raw for _, k, raw in logged} == {k: v.raw for k, v in table.items()}
+    assert decode_stored(table["a"].raw).state.n_orders == 4
+    assert rt.flush_state() == 0  # nothing new: nothing sent
+    assert len(logged) == 2
+
+
+def test_write_back_gives_the_same_state_and_triggers_as_writing_every_event():
+    events = _events("a", 30)
+    through: dict[str, Stored] = {}
+    sent_through = _feed(Runtime(Settings(bootstrap="127.0.0.1:9092"), through, Metrics(), lambda: NOW), events)
+    back: dict[str, Stored] = {}
+    rt = _runtime(back, [])
+    counters: dict[str, int] = {}
+    sent_back = []
+    for i, (topic, ev) in enumerate(events):
+        offset = counters.get(topic, 0)
+        counters[topic] = offset + 1
+        sent_back += [r.value for r in rt.on_input(topic, 2, offset, b"a", orjson.dumps(ev))]
+        rt.write_state()
+        if i % 7 == 6:  # flushes in between, as commits would
+            rt.flush_state()
+    rt.flush_state()
+    assert sent_back == sent_through
+    assert back["a"].raw == through["a"].raw
+
+
+def test_an_unfinished_message_leaves_the_write_back_cache_as_it_was():
+    table: dict[str, Stored] = {}
+    rt = _runtime(table, [])
+    events = _events("a", 6)
+    _feed(rt, events)
+    before = rt.store["a"].to_list()
+    rt.write_state()
+    ratings = Settings().topics.courier_ratings
+    # A negative rating: its trigger is being delivered when the agent is cancelled.
+    rating = {"event_id": "late-bad", "type": "courier_rating", "customer_id": "a",
+              "occurred_at": events[5][1]["occurred_at"], "order_id": "o-3", "rating": 1}
+    records = rt.on_input(ratings, 2, 100, b"a", orjson.dumps(rating))
+    assert records  # a trigger: the state waits for its delivery
+    rt.store.discard()  # the agent was cancelled before the delivery finished
+    rt.flush_state()
+    assert table["a"].state.to_list() == before  # the unfinished rating is not in the changelog
+    assert 100 not in table["a"].offsets  # nor its offset: redelivered, it is applied
+
+
+def test_a_crash_before_the_flush_redoes_the_messages_and_repeats_their_triggers_with_the_same_ids():
+    events = _events("a", 21)
+    table: dict[str, Stored] = {}
+    rt = _runtime(table, [])
+    offsets: dict[str, int] = {}
+    first = _feed(rt, events[:5], counters=offsets)
+    committed = dict(offsets)
+    rt.flush_state()       # a commit covered the first 5 messages
+    lost = _feed(rt, events[5:], counters=offsets)
+    assert lost, "the events after the commit must fire something for this test to mean anything"
+    # Crash: the cache is gone, the changelog holds what the commit flushed.
+    recovered = {k: decode_stored(v.raw) for k, v in table.items()}
+    rt2 = _runtime(recovered, [])
+    again = _feed(rt2, events[5:], counters=committed)
+    assert _ids_of(again) == _ids_of(lost)  # at-least-once: the same triggers, the same ids
+    rt.flush_state()
+    rt2.flush_state()
+    assert recovered["a"].raw == table["a"].raw  # redone, the state is the one the crash lost
+    assert first == []  # the negative rating is event 7: everything it fires was lost and redone
+
+
+def test_revocation_logs_the_cache_and_forgets_it():
+    table: dict[str, Stored] = {}
+    logged: Logged = []
+    rt = _runtime(table, logged)
+    _feed(rt, _events("a", 5))
+    rt.revoke_all()
+    assert [k for _, k, _ in logged] == ["a"]
+    assert rt.store.unflushed == 0
+    # The next owner changed the customer; this worker must read what the table now holds.
+    changed = copy_state(table["a"].state)
+    changed.n_orders = 99
+    table["a"] = Stored(changed, table["a"].offsets)
+    assert rt.store["a"].n_orders == 99
+
+
+def _ids_of(values: list[bytes]) -> list[str]:
+    return [orjson.loads(v)["id"] for v in values]
+
