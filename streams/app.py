@@ -116,6 +116,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     # flush before each commit waits for all of them. (Holding the message instead does
     # not work: Faust's commit skips an unacknowledged offset when the next one is acked.)
     unlogged: set[asyncio.Future[Any]] = set()
+    # Triggers, audit records and dead letters sent and not yet acknowledged by the broker.
+    unsent: set[asyncio.Future[Any]] = set()
 
     def log_state(partition: int, key: str, value: Any) -> None:
         # Sent outside any event's context, so the partition is given: the customer's own.
@@ -129,19 +131,30 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     producer = app.producer
     producer_flush = producer.flush
 
+    async def acknowledged(futures: set[asyncio.Future[Any]], what: str) -> None:
+        if not futures:
+            return
+        done, pending = await asyncio.wait(futures, timeout=60)
+        if pending:
+            raise RuntimeError(f"{len(pending)} {what} not acknowledged: not committing")
+        for fut in done:
+            if not fut.cancelled() and fut.exception() is not None:
+                raise RuntimeError(f"{what} failed: not committing") from fut.exception()
+
     async def flush_logged() -> None:
         # Called by Faust's commit after it chose the offsets: every message at or below
-        # them has finished, so its state is in the write-back cache or already logged.
+        # them has finished, so its state is in the write-back cache or already logged,
+        # and its outputs were handed to the producer. Outputs before state (rule 2 of
+        # streams/state_store.py): the states go to the changelog only once every output
+        # sent before them is acknowledged, so the changelog never says "fired" for a
+        # trigger the broker does not have.
+        outputs = set(unsent)
+        await producer_flush()
+        await acknowledged(outputs, "output records")
         runtime.flush_state()
         written = set(unlogged)
         await producer_flush()
-        if written:
-            done, pending = await asyncio.wait(written, timeout=60)
-            if pending:
-                raise RuntimeError(f"{len(pending)} changelog records not acknowledged: not committing")
-            for fut in done:
-                if not fut.cancelled() and fut.exception() is not None:
-                    raise RuntimeError("a changelog record failed: not committing") from fut.exception()
+        await acknowledged(written, "changelog records")
 
     producer.flush = flush_logged  # type: ignore[method-assign]
     sources = app.topic(*t.inputs, t.clock, key_serializer="raw", value_serializer="raw")
@@ -161,16 +174,15 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
                     msg.timestamp, headers_list(msg.headers),
                 )
             if records:
-                # Outputs before state: a crash in between repeats the triggers, never loses them.
-                # The extra reference keeps the offset uncommitted until the state is written:
-                # a stream cancelled here (worker stopping) acks the event on its way out,
-                # which would commit an offset whose state was never written.
-                msg.incref()
-                sent = [await out_topics[r.topic].send(key=r.key, value=r.value, headers=r.headers,
-                                                       timestamp=r.timestamp) for r in records]
-                await asyncio.gather(*sent)
+                # Handed to the producer, not awaited: the next event needs no round trip to
+                # the broker. The state waits in the write-back cache, and the flush before
+                # the next commit sends it only after these are acknowledged (flush_logged).
+                for r in records:
+                    fut = out_topics[r.topic].send_soon(key=r.key, value=r.value, headers=r.headers,
+                                                        timestamp=r.timestamp)
+                    unsent.add(fut)
+                    fut.add_done_callback(unsent.discard)
                 runtime.write_state()
-                event.ack()
 
     stale_ms = max(2000, int(settings.tick_interval_s * 2000))
 

@@ -13,11 +13,13 @@ event twice, losing one, or losing a trigger (docs/reliability.md):
    customer can have more than that between two commits.) Offsets are a Kafka
    notion, so they live here in the shell, beside the core's state, and replay
    never sees them.
-2. **Outputs before state.** A state change that caused triggers is written to
-   the table (and so to its changelog) only after those triggers are delivered
-   (`write()` is called by the agent once the sends are acknowledged). Otherwise
-   a crash could leave the changelog saying "fired" with the trigger never
-   sent, and the redelivered event, now a duplicate, would never send it again.
+2. **Outputs before state.** A state change that caused triggers reaches the
+   changelog only after those triggers are delivered: the agent hands them to
+   the producer, then `write()`s the state to the write-back cache, and the
+   flush before each commit waits for every output sent so far to be
+   acknowledged before it sends the cached states (app.py). Otherwise a crash
+   could leave the changelog saying "fired" with the trigger never sent, and
+   the redelivered event, now a duplicate, would never send it again.
 3. **Frozen snapshots.** Faust serializes a changelog record when its producer
    buffer drains, not when the table is written. The core mutates states in
    place, so no state the store holds is ever handed out: readers get a copy,
