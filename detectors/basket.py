@@ -47,5 +47,5 @@ def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision
             "drop_ratio": cfg.basket_drop_ratio,
             "ratio": round(recent / baseline, 3),
         },
-        caused_by=ev.event_id, favourite_category=st.favourite_category(),
+        caused_by=ev.event_id, favourite_category=st.fav,
     )]

@@ -22,7 +22,7 @@ def on_delivery(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decis
     d = ev.data
     status = d["status"]
     order_id = str(d["order_id"])
-    fav = st.favourite_category()
+    fav = st.fav
     if status in ("failed", "returned"):
         return [
             Decision(

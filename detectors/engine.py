@@ -70,30 +70,37 @@ class Engine:
         if st is None:
             st = CustomerState()
         h = event_hash(ev.event_id)
-        if h in st.seen:
+        seen = st.seen
+        if h in seen:
             return st, [], DUPLICATE
         t = ev.type
         cfg = self.cfg
-        decisions: list[Decision] = []
+        decisions: list[Decision]
         if t == "order":
             # Orders of one customer arrive in order (one topic, one partition), so
             # every deadline before this order has certainly passed without one.
             # Other event types come from other topics that may run ahead of the
             # orders topic: they never advance the customer's clock.
             decisions = self.fire_due(st, ev.customer_id, ev.ts)
-            found = returns.on_order(cfg, st, ev) + favourite.on_order(cfg, st, ev)
+            found = returns.on_order(cfg, st, ev)
+            found += favourite.on_order(cfg, st, ev)
             self._apply_order(st, ev)
             found += basket.on_order(cfg, st, ev)
-            decisions += self._finish(st, found)
+            if found:
+                decisions += self._finish(st, found)
         elif t == "delivery":
-            decisions = self._finish(st, delivery.on_delivery(cfg, st, ev))
+            decisions = delivery.on_delivery(cfg, st, ev)
+            if decisions:
+                self._finish(st, decisions)
         elif t == "courier_rating":
             decisions = self._finish(st, rating.on_rating(cfg, st, ev))
-        elif t == "consent":
-            suppression.on_consent(st, ev)
-        st.seen.append(h)
-        if len(st.seen) > SEEN:
-            del st.seen[0]
+        else:
+            decisions = []
+            if t == "consent":
+                suppression.on_consent(st, ev)
+        seen.append(h)
+        if len(seen) > SEEN:
+            del seen[0]
         st.last_event = max(st.last_event, ev.ts)
         return st, decisions, ACCEPTED
 
@@ -118,20 +125,45 @@ class Engine:
         bisect.insort(st.recent, ts)
         if len(st.recent) > RECENT:
             del st.recent[0]
+        cats = st.cats
         cat = d["category"]
-        entry = st.cats.get(cat)
+        entry = cats.get(cat)
         if entry is not None:
             entry[0] += 1
             entry[1] = max(entry[1], ts)
+            _update_favourite(st, cat, entry)
+        elif len(cats) >= MAX_CATEGORIES:
+            weakest = min(cats, key=lambda c: (cats[c][0], cats[c][1], c))
+            del cats[weakest]
+            cats[cat] = [1, ts]
+            st.fav = st.favourite_category()  # a category was dropped: the full rule
         else:
-            if len(st.cats) >= MAX_CATEGORIES:
-                weakest = min(st.cats, key=lambda c: (st.cats[c][0], st.cats[c][1], c))
-                del st.cats[weakest]
-            st.cats[cat] = [1, ts]
+            cats[cat] = entry = [1, ts]
+            _update_favourite(st, cat, entry)
         silence.on_order(st, ts)
         st.last_order = max(st.last_order, ts)
         frequency.on_order(self.cfg, st, ts)
         rating.on_order(st, ts, self.cfg)
+
+
+def _update_favourite(st: CustomerState, cat: str, entry: list[int]) -> None:
+    """Keep `st.fav` equal to favourite_category() after `cat`'s [count, last] grew to `entry`.
+
+    Only that category's entry changed, and it only grew, so the favourite is
+    either the old one or `cat`; a tie goes back to the full rule (the first of
+    equals in dict order wins there).
+    """
+    fav = st.fav
+    if fav == cat:
+        return
+    if fav is None:  # the first category
+        st.fav = st.favourite_category()
+        return
+    other = st.cats[fav]
+    if entry > other:
+        st.fav = cat
+    elif entry == other:
+        st.fav = st.favourite_category()
 
 
 def _count_day(st: CustomerState, ts: int) -> None:

@@ -20,7 +20,7 @@ from schemas import Event
 
 def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision]:
     """Call before the order is applied: shares are over the orders before it."""
-    fav = st.favourite_category()
+    fav = st.fav
     category = ev.data["category"]
     if fav is None or category == fav:
         return []

@@ -72,7 +72,7 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
                 "drop_ratio": cfg.frequency_drop_ratio,
                 "orders": st.n_orders,
             },
-            favourite_category=st.favourite_category(),
+            favourite_category=st.fav,
         )
     ]
 

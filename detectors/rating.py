@@ -47,7 +47,7 @@ def on_rating(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decisio
             reason_codes=(f"courier_rating_{rating}",),
             evidence={"rating": rating, "threshold": cfg.negative_rating_max, "order_id": order_id},
             caused_by=ev.event_id,
-            favourite_category=st.favourite_category(),
+            favourite_category=st.fav,
         )
     ]
 
@@ -78,7 +78,7 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
                 "hours_since_rating": round((at - rated) / 3_600_000, 2),
                 "days_since_last_order": days_since_order,
             },
-            favourite_category=st.favourite_category(),
+            favourite_category=st.fav,
         )
     ]
 

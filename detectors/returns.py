@@ -35,7 +35,7 @@ def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision
     right = [s for s in fired if plan[s][0] <= ts]
     wrong = [s for s in fired if plan[s][0] > ts]
     episode = str(st.last_order)
-    fav = st.favourite_category()
+    fav = st.fav
     out: list[Decision] = []
     if wrong:
         stage = SILENCE_STAGES[wrong[0]]

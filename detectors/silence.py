@@ -38,7 +38,7 @@ def uses_cadence(cfg: DetectorConfig, st: CustomerState) -> bool:
 
 def stage_plan(cfg: DetectorConfig, st: CustomerState) -> list[tuple[int, int, str]]:
     """(deadline, category floor, rule that set it) per stage; depends only on the order history."""
-    risk, dormant = cfg.windows_for(st.favourite_category())
+    risk, dormant = cfg.windows_for(st.fav)
     last = st.last_order
     floors = (last + risk, last + dormant, last + cfg.silence_lost_ms)
     p = cfg.cadence
@@ -62,7 +62,7 @@ def next_deadline(cfg: DetectorConfig, st: CustomerState) -> int | None:
     if st.n_orders == 0 or stage >= len(SILENCE_STAGES):
         return None
     if cfg.cadence is None or st.n_days < 2:  # category floor only: stage_plan's deadline, without the plan
-        return st.last_order + (cfg.silence_lost_ms if stage == 2 else cfg.windows_for(st.favourite_category())[stage])
+        return st.last_order + (cfg.silence_lost_ms if stage == 2 else cfg.windows_for(st.fav)[stage])
     return stage_plan(cfg, st)[stage][0]
 
 
@@ -86,7 +86,7 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
     if st.n_orders == 0:
         return out
     plan = stage_plan(cfg, st)
-    fav = st.favourite_category()
+    fav = st.fav
     while st.silence_stage < len(SILENCE_STAGES) and plan[st.silence_stage][0] <= now:
         at, floor, rule = plan[st.silence_stage]
         stage = SILENCE_STAGES[st.silence_stage]

@@ -82,3 +82,22 @@ def test_next_silence_deadline_is_the_stage_plan_deadline():
             assert silence_mod.next_deadline(cfg, s) == expected
             checked += 1
     assert checked > 400
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["grocery", "fashion", "home", "toys", "other", "pets", "garden", "books"]),
+                          st.integers(0, 40)), min_size=1, max_size=60),
+       st.booleans())
+def test_kept_favourite_is_the_recomputed_one_after_every_order(orders, round_trip):
+    """Ties, late orders and category eviction included; also across an encode/decode."""
+    engine = Engine()
+    dec = EventDecoder()
+    s: CustomerState | None = None
+    for i, (category, day) in enumerate(orders):
+        ev = dec.validate({"event_id": f"e{i}", "type": "order", "customer_id": "c", "order_id": f"o{i}",
+                           "occurred_at": iso_ms(1_700_000_000_000 + day * 3_600_000), "category": category,
+                           "amount": 10.0, "currency": "EUR"})
+        s = engine.apply(s, ev)[0]
+        if round_trip:
+            s = CustomerState.decode(s.encode())
+        assert s.fav == s.favourite_category()
