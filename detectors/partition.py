@@ -41,15 +41,16 @@ class PartitionCore:
 
     def apply(self, ev: Event) -> tuple[list[Decision], str]:
         """Apply one validated event; the outcome is accepted, duplicate or late."""
-        st, decisions, outcome = self.engine.apply(self.store.get(ev.customer_id), ev)
+        customer_id, ts = ev.customer_id, ev.ts
+        st, decisions, outcome = self.engine.apply(self.store.get(customer_id), ev)
         if outcome == DUPLICATE:
             return decisions, outcome
-        if ev.ts < self.clock:
+        if ts < self.clock:
             outcome = LATE  # applied all the same; counted so lateness is visible
         st.partition = self.partition
-        self.store[ev.customer_id] = st
-        self.index.set(ev.customer_id, self.engine.next_deadline(st))
-        self.max_event = max(self.max_event, ev.ts)
+        self.store[customer_id] = st
+        self.index.set(customer_id, self.engine.next_deadline(st))
+        self.max_event = max(self.max_event, ts)
         return decisions, outcome
 
     def advance(self, now: int) -> list[Decision]:
