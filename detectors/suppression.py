@@ -71,12 +71,12 @@ def on_consent(st: CustomerState, ev: Event) -> None:
 
 def channels_at(cfg: DetectorConfig, st: CustomerState, t: int) -> tuple[str, ...]:
     """Channels the customer consents to at event time `t`."""
+    if not st.consent:  # never set (most customers): every channel is unknown
+        return () if cfg.consent_required else CHANNELS
     allowed = []
     for i, name in enumerate(CHANNELS):
-        value = _UNKNOWN
-        if st.consent:
-            code, since = st.consent[2 * i], st.consent[2 * i + 1]
-            value = code % 3 if t >= since else code // 3
+        code, since = st.consent[2 * i], st.consent[2 * i + 1]
+        value = code % 3 if t >= since else code // 3
         if value == _GRANTED or (value == _UNKNOWN and not cfg.consent_required):
             allowed.append(name)
     return tuple(allowed)
