@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.health import broker_reachable
 from streams.metrics import Metrics, faust_monitor
-from streams.runtime import Runtime, headers_list
+from streams.runtime import Outgoing, Runtime, headers_list
 from streams.settings import Settings
 from streams.state_store import decode_stored
 
@@ -162,27 +162,72 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     out_topics = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
                   for name in (t.triggers, t.audit, t.dlq)}
 
+    def emit(records: list[Outgoing]) -> None:
+        # Handed to the producer, not awaited: the next event needs no round trip to the
+        # broker. The message's state waits in the write-back cache, and the flush before
+        # the next commit sends it only after these are acknowledged (flush_logged).
+        for r in records:
+            fut = out_topics[r.topic].send_soon(key=r.key, value=r.value, headers=r.headers,
+                                                timestamp=r.timestamp)
+            unsent.add(fut)
+            fut.add_done_callback(unsent.discard)
+        runtime.write_state()
+
+    def unread(tp: tuple[str, int], position: int | None) -> bool:
+        """Whether the broker holds messages of `tp` this worker has not received (unknown: yes)."""
+        end = end_offset(tp)
+        if end is None:
+            return True
+        if position is None:  # nothing received since assignment: consumption resumes at the commit
+            position = app.consumer._committed_offset.get(faust.types.TP(*tp)) or 0
+        return position < end
+
     @app.agent(sources, name="detect")
     async def detect(stream: Any) -> None:
+        # Processing a message never awaits: it is done (state staged, outputs handed to the
+        # producer) before the next one is read, and a cancelled agent leaves nothing half done.
         async for event in stream.events():
             msg = event.message
             if msg.topic == t.clock:
-                records = runtime.on_tick(msg.partition, msg.value)
-            else:
-                records = runtime.on_input(
-                    msg.topic, msg.partition, msg.offset, msg.key, msg.value,
-                    msg.timestamp, headers_list(msg.headers),
-                )
-            if records:
-                # Handed to the producer, not awaited: the next event needs no round trip to
-                # the broker. The state waits in the write-back cache, and the flush before
-                # the next commit sends it only after these are acknowledged (flush_logged).
-                for r in records:
-                    fut = out_topics[r.topic].send_soon(key=r.key, value=r.value, headers=r.headers,
-                                                        timestamp=r.timestamp)
-                    unsent.add(fut)
-                    fut.add_done_callback(unsent.discard)
-                runtime.write_state()
+                for held, records in runtime.release(msg.partition, unread):  # waited long enough
+                    emit(records)
+                    held.ack()
+                emit(runtime.on_tick(msg.partition, msg.value))
+                continue
+            # Held until it can go in event-time order (streams/merge.py): the extra reference
+            # keeps its offset uncommitted until it is processed and acknowledged below.
+            msg.incref()
+            for held, records in runtime.receive(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
+                                                 msg.timestamp, headers_list(msg.headers), event, unread):
+                emit(records)
+                held.ack()
+
+    @app.timer(max(0.1, min(0.5, settings.merge_wait_ms / 2000)))
+    async def release_waited() -> None:
+        # Held messages also go when they waited long enough, whether or not anything else
+        # arrives (a clock tick cannot be relied on: a partition with held input does not
+        # tick). Processing needs no event context: it never writes the table directly.
+        for partition in runtime.merger.partitions():
+            for held, records in runtime.release(partition, unread):
+                emit(records)
+                held.ack()
+
+    # Faust waits for every message handed to an agent to be acknowledged before it
+    # revokes partitions or stops; held messages would make it wait forever. Process them
+    # first, in event-time order without waiting for the other topics.
+    consumer = app.consumer
+    consumer_wait_empty = consumer.wait_empty
+
+    async def wait_empty() -> None:
+        try:
+            for held, records in runtime.drain():
+                emit(records)
+                held.ack()
+        except Exception:  # never stop a rebalance: unacknowledged messages are redelivered
+            log.exception("could not process the messages held for the event-time merge")
+        await consumer_wait_empty()
+
+    consumer.wait_empty = wait_empty  # type: ignore[method-assign]
 
     stale_ms = max(2000, int(settings.tick_interval_s * 2000))
 

@@ -7,21 +7,27 @@ testable with a dict as the table, and keeps the agent body one sentence.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import orjson
 
 from detectors import Decision, Engine, PartitionCore
 from detectors.engine import DUPLICATE
 from detectors.envelope import CONTENT_TYPE, encode, to_cloudevent
-from schemas import EventDecoder, InvalidEvent
+from schemas import Event, EventDecoder, InvalidEvent
 from streams.clock import TP, Watermarks
+from streams.merge import Merger
 from streams.metrics import RETURN_GROUPS, Metrics
 from streams.settings import Settings
 from streams.state_store import LogState, StagedStore, Stored
 
 Headers = list[tuple[str, bytes]]
+H = TypeVar("H")
+#: Whether a topic-partition still has messages not received yet, given the offset of the
+#: next one this worker would receive (None: none received since assignment).
+Unread = Callable[[TP, "int | None"], bool]
 
 
 @dataclass(slots=True)
@@ -60,6 +66,10 @@ class Runtime:
         # A deadline this far past the wall clock is overdue: ticks come every
         # tick_interval, so anything older means silence is not being fired.
         self.overdue_grace_ms = max(60_000, int(settings.tick_interval_s * 10_000))
+        # Valid input waits here until it can go in event-time order (streams/merge.py);
+        # items: (caller's handle, topic, partition, offset, event).
+        self.merger: Merger[tuple[Any, str, int, int, Event]] = Merger(
+            len(self.topics.inputs), settings.merge_wait_ms, settings.merge_max_held)
 
     # -- partitions ---------------------------------------------------------
     def core(self, partition: int) -> PartitionCore:
@@ -77,6 +87,9 @@ class Runtime:
         self.flush_state()
         self.cores.clear()
         self.vouched.clear()
+        # Held messages were never acknowledged: the partitions' next owner (maybe this
+        # worker again) receives them again. The app drains them before Faust revokes.
+        self.merger.clear()
         # Staged state is kept: a message whose triggers are being delivered writes it when
         # they are, and only then lets its offset be committed (app.py).
         # Per-partition series of partitions this worker may no longer own must not linger.
@@ -96,11 +109,20 @@ class Runtime:
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
         timestamp: float | None, headers: Iterable[tuple[str, bytes]],
     ) -> list[Outgoing]:
-        wall = self.wall_ms()
+        ev = self._decode(topic, partition, offset, key, value, timestamp, headers)
+        if isinstance(ev, Outgoing):
+            return [ev]
+        return self._apply(topic, partition, offset, ev)
+
+    def _decode(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+        timestamp: float | None, headers: Iterable[tuple[str, bytes]],
+    ) -> Event | Outgoing:
+        """The validated event, or the dead letter for a message that is not one."""
         try:
             if value is None:
                 raise InvalidEvent("empty", "message has no value (tombstone)", "decode")
-            ev = self.decoder.decode(value, now_ms=wall)
+            ev = self.decoder.decode(value, now_ms=self.wall_ms())
             if key is not None and key != ev.customer_id.encode():
                 raise InvalidEvent(
                     "key_mismatch", "message key must equal customer_id (state is partitioned by customer)",
@@ -110,9 +132,12 @@ class Runtime:
             self.watermarks.observe(topic, partition, offset, None)
             self.metrics.events.labels(topic, "invalid").inc()
             self.metrics.dlq.labels(exc.reason).inc()
-            return [self._dead_letter(exc, topic, partition, offset, key, value, timestamp, headers)]
+            return self._dead_letter(exc, topic, partition, offset, key, value, timestamp, headers)
+        return ev
+
+    def _apply(self, topic: str, partition: int, offset: int, ev: Event) -> list[Outgoing]:
         self.watermarks.observe(topic, partition, offset, ev.ts)
-        self.metrics.event_lag.observe(max(0, wall - ev.ts) / 1000)
+        self.metrics.event_lag.observe(max(0, self.wall_ms() - ev.ts) / 1000)
         cid, index = ev.customer_id, self.topic_index[topic]
         if self.store.applied(cid, partition, index, offset):
             # redelivered after a crash or rebalance: the stored state already has it
@@ -123,6 +148,50 @@ class Runtime:
             self.store.record(cid, index, offset)
         self.metrics.events.labels(topic, outcome).inc()
         return self._staged(self._route(decisions))
+
+    # -- messages in event-time order (the live worker) ----------------------
+    def receive(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+        timestamp: float | None, headers: Iterable[tuple[str, bytes]], handle: H, unread: Unread,
+    ) -> Iterator[tuple[H, list[Outgoing]]]:
+        """Take one input message; yield each message that can be processed now, with its records.
+
+        A valid event is held until it can go in event-time order with the partition's
+        other input topics (streams/merge.py); the caller keeps it unacknowledged until it
+        comes back here as `handle`. Between two items the caller sends the records and
+        calls write_state(), as after on_input. A message that is not a valid event is
+        dead-lettered at once: it has no event time to wait for.
+        """
+        self._forget_unfinished()
+        with self.metrics.detection_seconds.time():
+            ev = self._decode(topic, partition, offset, key, value, timestamp, headers)
+        if isinstance(ev, Outgoing):
+            self.merger.skip(partition, self.topic_index[topic], offset)
+            yield handle, [ev]
+            return
+        self.merger.add(partition, self.topic_index[topic], offset, ev.ts, self.wall_ms(), (handle, topic, partition,
+                                                                                            offset, ev))
+        yield from self.release(partition, unread)
+
+    def release(self, partition: int, unread: Unread) -> Iterator[tuple[Any, list[Outgoing]]]:
+        """Process the held messages of `partition` that can go now (also called on each tick)."""
+        inputs, position = self.topics.inputs, self.merger.position
+
+        def unread_topic(i: int) -> bool:
+            return unread((inputs[i], partition), position(i, partition))
+
+        for handle, topic, p, offset, ev in self.merger.release(partition, self.wall_ms(), unread_topic):
+            self._forget_unfinished()
+            with self.metrics.detection_seconds.time():
+                records = self._apply(topic, p, offset, ev)
+            yield handle, records
+
+    def drain(self) -> Iterator[tuple[Any, list[Outgoing]]]:
+        """Process everything held, without waiting (before Faust revokes partitions or stops)."""
+        for handle, topic, p, offset, ev in self.merger.drain():
+            self._forget_unfinished()
+            records = self._apply(topic, p, offset, ev)
+            yield handle, records
 
     def on_tick(self, partition: int, value: bytes | None) -> list[Outgoing]:
         self._forget_unfinished()

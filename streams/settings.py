@@ -62,6 +62,11 @@ class Settings:
     # be consumed before it (after a rebalance they were: false silence triggers).
     caught_up_lag: int = 0
     max_future_skew_ms: int = 5 * 60_000  # events further in the future go to the DLQ
+    # Event-time merge of the input topics per partition (streams/merge.py): how long the
+    # oldest held message may wait for a topic that still has unread messages (0: never
+    # wait), and how many messages may be held per worker before they go out regardless.
+    merge_wait_ms: int = 2000
+    merge_max_held: int = 50_000
     standby_replicas: int = 1
     log_level: str = "info"
     log_format: str = "text"              # text | json
@@ -77,6 +82,7 @@ class Settings:
 _WORKER_KEYS = {
     "app_id": str, "partitions": int, "web_host": str, "web_port": int,
     "tick_interval": float, "caught_up_lag": int, "max_future_skew": "duration",
+    "merge_wait": "duration", "merge_max_held": int,
     "standby_replicas": int, "log_level": str, "log_format": str, "topic_prefix": str,
 }
 _TOPIC_KEYS = {f"topic_{f.name}": f.name for f in fields(Topics)}
@@ -125,7 +131,7 @@ def load_settings(env: dict[str, str] | None = None, overrides: dict[str, Any] |
         if kind is None:
             raise ConfigError(f"unknown worker setting {key!r}; known: {', '.join(sorted(_WORKER_KEYS))}")
         if kind == "duration":
-            values[f"{key}_ms"] = parse_duration(raw, key)
+            values[f"{key}_ms"] = parse_duration(raw, key, allow_zero=key == "merge_wait")
         elif key == "tick_interval":
             values["tick_interval_s"] = _convert(raw, key, float)
         else:
@@ -149,6 +155,8 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"web_port: expected 0..65535, got {s.web_port}")
     if s.tick_interval_s <= 0:
         raise ConfigError("tick_interval: must be positive (seconds)")
+    if s.merge_wait_ms < 0 or s.merge_max_held < 0:
+        raise ConfigError("merge_wait and merge_max_held: must not be negative")
     if s.log_format not in ("text", "json"):
         raise ConfigError(f"log_format: expected text or json, got {s.log_format!r}")
     names = [getattr(s.topics, f.name) for f in fields(Topics)]

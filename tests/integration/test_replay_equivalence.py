@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from detectors.envelope import iso_ms
 from streams.diff import changed_fields
@@ -41,12 +40,6 @@ def _by_id(values: list[bytes], end_iso: str) -> dict[str, dict[str, Any]]:
         if ce["data"]["event_time"] <= end_iso:  # same format on both sides: ISO strings compare by time
             out[ce["id"]] = ce
     return out
-
-
-#: Payload fields read from the customer's state when an input event is processed. Live, a delivery
-#: or rating (another topic) can be processed before the same customer's earlier orders, so these
-#: differ from replay for a few event-driven triggers; see the xfail test below.
-CONTEXT = ("favourite_category", "rfm_segment")
 
 
 def _live_and_replayed(broker, topics, start_worker, tmp_path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -87,18 +80,10 @@ def test_live_worker_and_replay_produce_the_same_triggers(broker, topics, start_
     extra = sorted(set(live) - set(replayed))
     assert not extra, [live[i]["data"] for i in extra[:5]]
     assert set(live) == set(replayed)  # same ids, silence and follow-up triggers included
+    # Every payload field is identical, the context read from the customer's state included
+    # (favourite category, RFM segment): live, the worker applies each partition's input in
+    # event-time order across the topics (streams/merge.py), as replay does.
     differing = {(replayed[i]["data"]["kind"], replayed[i]["data"]["stage"], replayed[i]["data"]["customer_id"]):
-                 changed_fields(replayed[i], live[i], ignore=CONTEXT) for i in replayed}
-    assert not {k: v for k, v in differing.items() if v}  # every other payload field is identical
+                 changed_fields(replayed[i], live[i], ignore=()) for i in replayed}
+    assert not {k: v for k, v in differing.items() if v}
     assert any(ce["data"]["kind"] == "silence" for ce in live.values())
-
-
-@pytest.mark.xfail(strict=True, reason="favourite_category/rfm_segment of delivery and rating triggers come from "
-                   "the state when the event is processed; live, another topic can run ahead of the customer's "
-                   "orders, so a few differ from replay (core or worker must make them order-independent)")
-def test_trigger_context_does_not_depend_on_topic_interleaving(broker, topics, start_worker, tmp_path):
-    live, replayed = _live_and_replayed(broker, topics, start_worker, tmp_path)
-    assert set(live) == set(replayed)
-    differing = {(replayed[i]["data"]["kind"], replayed[i]["data"]["customer_id"]):
-                 changed_fields(replayed[i], live[i], ignore=()) for i in replayed if live[i] != replayed[i]}
-    assert not differing, list(differing.items())[:5]
