@@ -28,6 +28,9 @@ from streams.state_store import decode_stored
 
 log = logging.getLogger("churn_signals")
 
+#: Changelog key of the tombstone closing each flush (never a customer id: ids are printable).
+END_MARK = "\x00end-of-flush"
+
 
 class _StateCodec(codecs.Codec):
     """Compact, lossless changelog encoding of a customer's state and source offsets.
@@ -141,20 +144,36 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
             if not fut.cancelled() and fut.exception() is not None:
                 raise RuntimeError(f"{what} failed: not committing") from fut.exception()
 
+    flushing = asyncio.Lock()  # two flushes at once could log a customer's states out of order
+
     async def flush_logged() -> None:
         # Called by Faust's commit after it chose the offsets: every message at or below
-        # them has finished, so its state is in the write-back cache or already logged,
-        # and its outputs were handed to the producer. Outputs before state (rule 2 of
-        # streams/state_store.py): the states go to the changelog only once every output
-        # sent before them is acknowledged, so the changelog never says "fired" for a
-        # trigger the broker does not have.
-        outputs = set(unsent)
-        await producer_flush()
-        await acknowledged(outputs, "output records")
-        runtime.flush_state()
-        written = set(unlogged)
-        await producer_flush()
-        await acknowledged(written, "changelog records")
+        # them has finished, so its state is in the write-back cache (or logged) and its
+        # outputs were handed to the producer. Outputs before state (rule 2 of
+        # streams/state_store.py): the states sealed now go to the changelog only once
+        # every output sent until now is acknowledged. Messages finished while this waits
+        # are not covered by the commit; their states wait for the next flush.
+        async with flushing:
+            sealed = runtime.seal_state()
+            outputs = set(unsent)
+            await producer_flush()
+            await acknowledged(outputs, "output records")
+            for partition, key, stored in sealed:
+                log_state(partition, key, stored)
+            written = set(unlogged)
+            await producer_flush()
+            await acknowledged(written, "changelog records")
+            if sealed:
+                # The embedded broker (Tansu) lists a partition's end offset as the first
+                # offset of its last batch plus one, and Faust recovers a changelog up to the
+                # listed end: the rest of a flush's batch was skipped on recovery, and a
+                # restarted worker or a partition's next owner resumed from older states.
+                # One tombstone per partition written, sent alone once the batch is
+                # acknowledged, closes each flush: a short listing now skips only that.
+                marks = {table.send_changelog(p, END_MARK, None, value_serializer="raw")
+                         for p in {partition for partition, _, _ in sealed}}
+                await producer_flush()
+                await acknowledged(marks, "changelog end marks")
 
     producer.flush = flush_logged  # type: ignore[method-assign]
     sources = app.topic(*t.inputs, t.clock, key_serializer="raw", value_serializer="raw")
@@ -298,8 +317,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
-        runtime.revoke_all()  # sends what the write-back cache still held
-        await flush_logged()
+        await flush_logged()  # the next owner reads the states in the changelog
+        runtime.revoke_all()
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

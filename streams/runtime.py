@@ -81,10 +81,11 @@ class Runtime:
         return core
 
     def revoke_all(self) -> None:
-        """Log finished states, drop derived per-partition indexes; rebuilt from the table on next use."""
-        # The write-back cache is per owned partition: what it holds goes to the changelog
-        # now (the next owner reads it there), and nothing of it may outlive the ownership.
-        self.flush_state()
+        """Drop derived per-partition indexes (rebuilt from the table on next use) and unsealed state."""
+        # The app flushes the write-back cache before this (the next owner reads it in the
+        # changelog). Anything finished since belongs to uncommitted messages, which are
+        # delivered again: it must not outlive the ownership.
+        self.store.forget()
         self.cores.clear()
         self.vouched.clear()
         # Held messages were never acknowledged: the partitions' next owner (maybe this
@@ -236,6 +237,10 @@ class Runtime:
     def flush_state(self) -> int:
         """Send the changelog records of the states finished since the last flush (before a commit)."""
         return self.store.flush()
+
+    def seal_state(self) -> list[tuple[int, str, Stored]]:
+        """The states finished since the last flush, now in the table, for the changelog (app.py)."""
+        return self.store.seal()
 
     def tick_times(
         self,

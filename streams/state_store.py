@@ -26,9 +26,12 @@ event twice, losing one, or losing a trigger (docs/reliability.md):
    and a state is encoded when it is written to the table, so the codec sends
    the bytes of that moment.
 4. **Flushed before commit.** Live, finished states wait in a write-back cache
-   and go to the table and changelog in one batch, at the latest right before
-   an offset commit (app.py): one record per customer per commit interval
-   instead of one per event. A crash loses the cache, never a committed offset's
+   and go to the table and changelog in one batch, right before an offset
+   commit (app.py): one record per customer per commit interval instead of one
+   per event. The batch is sealed (taken from the cache into the table) when
+   the flush starts, and its records are sent only after every output sent
+   until then is acknowledged; states finished meanwhile wait for the next
+   flush, so the changelog never runs ahead of the outputs. A crash loses the cache, never a committed offset's
    state: the messages after the last commit are delivered again and redone,
    and a trigger they fired is sent again with the same id (at-least-once).
 
@@ -225,16 +228,30 @@ class StagedStore(MutableMapping[str, CustomerState]):
         self._working.clear()
         self._offsets.clear()
 
-    def flush(self) -> int:
-        """Write the finished states to the table and send their changelog records."""
+    def seal(self) -> list[tuple[int, str, Stored]]:
+        """Write the finished states to the table; return them for the changelog.
+
+        The table (what reads fall back to) is up to date at once; the caller sends the
+        changelog records once the outputs of those messages are acknowledged (rule 2).
+        """
         finished, self._finished = self._finished, {}
-        if self.log is None:
-            return 0
-        data, log = self.data, self.log
+        data, sealed = self.data, []
         for key, (state, offsets) in finished.items():
             stored = data[key] = Stored(state, offsets)  # encoded now: later changes are on copies
-            log(state.partition, key, stored)
-        return len(finished)
+            sealed.append((state.partition, key, stored))
+        return sealed
+
+    def flush(self) -> int:
+        """Seal the finished states and send their changelog records at once."""
+        sealed = self.seal()
+        if self.log is not None:
+            for partition, key, stored in sealed:
+                self.log(partition, key, stored)
+        return len(sealed)
+
+    def forget(self) -> None:
+        """Drop finished states not sealed yet: their messages are not committed, so they come again."""
+        self._finished.clear()
 
     def discard(self) -> None:
         """Forget staged changes (the table keeps what was last written)."""

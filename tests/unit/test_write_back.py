@@ -141,19 +141,34 @@ def test_a_crash_before_the_flush_redoes_the_messages_and_repeats_their_triggers
     assert first == []  # the negative rating is event 7: everything it fires was lost and redone
 
 
-def test_revocation_logs_the_cache_and_forgets_it():
+def test_revocation_forgets_the_cache_and_reads_what_the_next_owner_wrote():
     table: dict[str, Stored] = {}
     logged: Logged = []
     rt = _runtime(table, logged)
     _feed(rt, _events("a", 5))
+    rt.flush_state()                 # the app flushes before revoking
+    _feed(rt, _events("b", 2))       # finished after the flush: not committed, delivered again
     rt.revoke_all()
     assert [k for _, k, _ in logged] == ["a"]
     assert rt.store.unflushed == 0
+    assert rt.store.get("b") is None
     # The next owner changed the customer; this worker must read what the table now holds.
     changed = copy_state(table["a"].state)
     changed.n_orders = 99
     table["a"] = Stored(changed, table["a"].offsets)
     assert rt.store["a"].n_orders == 99
+
+
+def test_a_sealed_batch_is_in_the_table_at_once_and_logged_only_when_the_caller_says():
+    table: dict[str, Stored] = {}
+    logged: Logged = []
+    rt = _runtime(table, logged)
+    _feed(rt, _events("a", 4))
+    sealed = rt.seal_state()
+    assert [k for _, k, _ in sealed] == ["a"]
+    assert logged == []                       # outputs not acknowledged yet: nothing logged
+    assert table["a"] is sealed[0][2]         # reads fall back to the table: nothing is lost
+    assert rt.store["a"].n_orders == table["a"].state.n_orders == 2
 
 
 def _ids_of(values: list[bytes]) -> list[str]:
