@@ -295,6 +295,17 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
                 "rebalancing": bool(app.rebalancing), "broker_reachable": broker_ok["reachable"]}
 
     @app.task
+    async def drop_debug_records() -> None:
+        # Faust's worker can leave the root logger at DEBUG (its terminal spinner wants every
+        # record) and lets the handlers filter: aiokafka then built a debug record per
+        # request, a few percent of the worker's time. Records below the configured level
+        # are now never made.
+        level = logging.getLevelName(settings.log_level.upper())
+        root = logging.getLogger()
+        if isinstance(level, int) and root.level < level:
+            root.setLevel(level)
+
+    @app.task
     async def first_broker_check() -> None:
         broker_ok["reachable"] = await broker_reachable(settings.bootstrap or "")
 
