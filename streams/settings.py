@@ -131,7 +131,10 @@ def load_settings(env: dict[str, str] | None = None, overrides: dict[str, Any] |
         if kind is None:
             raise ConfigError(f"unknown worker setting {key!r}; known: {', '.join(sorted(_WORKER_KEYS))}")
         if kind == "duration":
-            values[f"{key}_ms"] = parse_duration(raw, key, allow_zero=key == "merge_wait")
+            if key == "merge_wait" and str(raw).strip() in ("0", "0.0"):
+                values["merge_wait_ms"] = 0  # "never wait": no unit needed
+            else:
+                values[f"{key}_ms"] = parse_duration(raw, key, allow_zero=key == "merge_wait")
         elif key == "tick_interval":
             values["tick_interval_s"] = _convert(raw, key, float)
         else:

@@ -100,6 +100,8 @@ def test_params_setting_loads_a_fitted_file(tmp_path):
         ({"CHURN_DETECTOR_HOLDOUT_SALT": ""}, ("holdout_salt",)),
         ({"CHURN_DETECTOR_PARAMS": "/nonexistent/p.json"}, ("parameter file", "not found")),
         ({"CHURN_DETECTOR_NO_SUCH_THING": "1"}, ("unknown detector setting", "no_such_thing")),
+        ({"CHURN_MERGE_WAIT": "soon"}, ("merge_wait", "duration")),
+        ({"CHURN_MERGE_MAX_HELD": "-1"}, ("merge_max_held", "negative")),
     ],
 )
 def test_bad_values_fail_at_start_up_naming_the_setting(env, fragments):
@@ -113,3 +115,8 @@ def test_zero_lateness_and_zero_holdout_are_allowed():
     cfg = load_settings(env={"CHURN_DETECTOR_ALLOWED_LATENESS": "0s", "CHURN_DETECTOR_HOLDOUT_SHARE": "0"}).detector
     assert cfg.allowed_lateness_ms == 0
     assert cfg.holdout_share == 0.0
+
+
+@pytest.mark.parametrize(("raw", "ms"), [("0", 0), ("0s", 0), ("500ms", 500), ("3s", 3000)])
+def test_merge_wait_takes_durations_and_a_bare_zero(raw, ms):
+    assert load_settings(env={"CHURN_MERGE_WAIT": raw}).merge_wait_ms == ms
