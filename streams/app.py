@@ -158,8 +158,15 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
             outputs = set(unsent)
             await producer_flush()
             await acknowledged(outputs, "output records")
+            # Sent straight to the producer, not through Faust's send buffer: a commit's burst
+            # of records (one per customer) filled that buffer past its 100 messages, and
+            # Faust stops handing events to agents until it drains.
             for partition, key, stored in sealed:
-                log_state(partition, key, stored)
+                fut = await changelog.send(key=key, value=stored, partition=partition,
+                                           key_serializer="churn_utf8", value_serializer="churn_state",
+                                           callback=table._on_changelog_sent)
+                unlogged.add(fut)
+                fut.add_done_callback(unlogged.discard)
             written = set(unlogged)
             await producer_flush()
             await acknowledged(written, "changelog records")
@@ -170,7 +177,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
                 # restarted worker or a partition's next owner resumed from older states.
                 # One tombstone per partition written, sent alone once the batch is
                 # acknowledged, closes each flush: a short listing now skips only that.
-                marks = {table.send_changelog(p, END_MARK, None, value_serializer="raw")
+                marks = {await changelog.send(key=END_MARK, value=None, partition=p, key_serializer="churn_utf8",
+                                              value_serializer="raw")
                          for p in {partition for partition, _, _ in sealed}}
                 await producer_flush()
                 await acknowledged(marks, "changelog end marks")
