@@ -96,6 +96,37 @@ async def produce(bootstrap: str, prefix: str, records: list[tuple[str, bytes, b
         await producer.stop()
 
 
+def path_only(records: list[tuple[str, bytes, bytes]], partitions: int) -> float:
+    """µs per event of the worker's own per-event path, without Faust or a broker.
+
+    `Runtime.receive` over the same records (decode, validate, merge, detect, stage,
+    route and encode), a dict as the table, written back every 5,000 events: what
+    the worker adds to the floor in CPU, the rest of its time being Faust and waits.
+    """
+    from streams.metrics import Metrics
+    from streams.runtime import Runtime
+
+    settings = Settings(partitions=partitions)
+    names = {"orders": settings.topics.orders, "deliveries": settings.topics.deliveries,
+             "courier-ratings": settings.topics.courier_ratings}
+    rt = Runtime(settings, {}, Metrics(), lambda: time.time_ns() // 1_000_000, lambda p, k, v: None)
+    offsets: dict[tuple[str, int], int] = {}
+
+    def caught_up(tp: tuple[str, int], position: int | None) -> bool:
+        return False
+
+    t = time.perf_counter()
+    for i, (suffix, key, value) in enumerate(records):
+        topic, partition = names[suffix], hash(key) % partitions
+        offset = offsets.get((topic, partition), 0)
+        offsets[(topic, partition)] = offset + 1
+        for _ in rt.receive(topic, partition, offset, key, value, None, [], None, caught_up):
+            rt.write_state()
+        if i % 5000 == 4999:
+            rt.flush_state()
+    return (time.perf_counter() - t) / len(records) * 1e6
+
+
 def http_json(port: int, path: str) -> bytes | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
@@ -200,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"live-bench-{os.getpid()}.log"
     results: dict[str, list[float]] = {"floor": [], "straightforward": [], "worker": []}
+    path_us = statistics.median(path_only(generate(a.events, a.customers, seed=run), a.partitions)
+                                for run in range(3))
+    print(f"per-event path without Faust (Runtime.receive, median of 3): {path_us:.1f} µs/event", flush=True)
     with EmbeddedBroker() as broker:
         for run in range(a.runs):
             prefix = f"lb{uuid.uuid4().hex[:6]}-"
@@ -221,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"profiled worker: {rate:.0f} events/s (cProfile slows it down)")
             pstats.Stats(a.profile).sort_stats("tottime").print_stats(25)
     med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"per event: floor {1e6 / med['floor']:.0f} µs, churn-signals {1e6 / med['worker']:.0f} µs, "
+          f"of which our path {path_us:.0f} µs (CPU, measured without Faust)")
     print(f"medians: floor {med['floor']:.0f}, straightforward {med['straightforward']:.0f}, "
           f"churn-signals {med['worker']:.0f} events/s ({a.events} events, {a.partitions} partitions, "
           f"{a.runs} runs; log {log})")
