@@ -295,6 +295,10 @@ def state_diff(live: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]
     return diff
 
 
+#: Faust's offset commit interval (broker_commit_interval): states reach the changelog at commits.
+COMMIT_INTERVAL_S = 2.8
+
+
 def verify(tmp: Path, bootstrap: str, topics: Topics, app_id: str, events: list[dict[str, Any]],
            env: dict[str, str], workers: list[Any], settle_until_ms: int | None = None,
            timeout: float = 120.0, corrected_ok: bool = False) -> dict[str, Any]:
@@ -335,9 +339,17 @@ def verify(tmp: Path, bootstrap: str, topics: Topics, app_id: str, events: list[
         shown = [ce["data"] for ce in triggers(bootstrap, topics.triggers) if ce["id"] in extra][:6]
         raise AssertionError(f"{len(extra)} triggers replay does not produce (false or doubly applied) "
                              f"with the clock at {iso_ms(int(high))}: {shown}")
-    # 3. state: nothing lost, nothing applied twice
-    live_states = final_states(bootstrap, app_id)
-    diff = state_diff(live_states, replayed_states(log, cfg, int(high)))
+    # 3. state: nothing lost, nothing applied twice. The changelog trails the live state by
+    # up to one commit interval (states are written back at each commit, 2.8 s): a backlog
+    # applied a second ago may not be logged yet, so poll for two intervals and more.
+    expected_states = replayed_states(log, cfg, int(high))
+    state_deadline = time.monotonic() + 4 * COMMIT_INTERVAL_S
+    while True:
+        live_states = final_states(bootstrap, app_id)
+        diff = state_diff(live_states, expected_states)
+        if not diff or time.monotonic() > state_deadline:
+            break
+        time.sleep(1.0)
     assert not diff, f"{len(diff)} customers' state differs from replay: {dict(list(diff.items())[:3])}"
     return {"events": len(events), "triggers": len(live), "copies": sum(live.values()),
             "corrected_false_silence": len(corrected),
