@@ -53,6 +53,13 @@ class Merger(Generic[T]):
         self.held += 1
         self.received[(topic_index, partition)] = offset
 
+    def tail_ts(self, partition: int, topic_index: int) -> int | None:
+        """Event time of the last message held for this topic-partition (None: nothing held)."""
+        queues = self.queues.get(partition)
+        if not queues or not queues[topic_index]:
+            return None
+        return queues[topic_index][-1].ts
+
     def skip(self, partition: int, topic_index: int, offset: int) -> None:
         """A message received and not held (not an event: dead-lettered at once)."""
         self.received[(topic_index, partition)] = offset

@@ -68,8 +68,8 @@ class Runtime:
         self.overdue_grace_ms = max(60_000, int(settings.tick_interval_s * 10_000))
         self._event_counters: dict[tuple[str, str], Any] = {}
         # Valid input waits here until it can go in event-time order (streams/merge.py);
-        # items: (caller's handle, topic, partition, offset, event).
-        self.merger: Merger[tuple[Any, str, int, int, Event]] = Merger(
+        # items: (caller's handle, topic, partition, offset, event or dead letter).
+        self.merger: Merger[tuple[Any, str, int, int, Event | Outgoing]] = Merger(
             len(self.topics.inputs), settings.merge_wait_ms, settings.merge_max_held)
 
     # -- partitions ---------------------------------------------------------
@@ -113,8 +113,14 @@ class Runtime:
     ) -> list[Outgoing]:
         ev = self._decode(topic, partition, offset, key, value, timestamp, headers)
         if isinstance(ev, Outgoing):
-            return [ev]
+            return self._dead(topic, partition, offset, ev)
         return self._apply(topic, partition, offset, ev)
+
+    def _dead(self, topic: str, partition: int, offset: int, letter: Outgoing) -> list[Outgoing]:
+        # Counts as read for the watermark only now, when it goes out: while a dead letter
+        # waits behind held events, the offsets before it are not processed yet.
+        self.watermarks.observe(topic, partition, offset, None)
+        return [letter]
 
     def _decode(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
@@ -131,7 +137,6 @@ class Runtime:
                     "semantic",
                 )
         except InvalidEvent as exc:
-            self.watermarks.observe(topic, partition, offset, None)
             self.metrics.events.labels(topic, "invalid").inc()
             self.metrics.dlq.labels(exc.reason).inc()
             return self._dead_letter(exc, topic, partition, offset, key, value, timestamp, headers)
@@ -162,17 +167,24 @@ class Runtime:
         other input topics (streams/merge.py); the caller keeps it unacknowledged until it
         comes back here as `handle`. Between two items the caller sends the records and
         calls write_state(), as after on_input. A message that is not a valid event is
-        dead-lettered at once: it has no event time to wait for.
+        dead-lettered at once, unless messages of its own topic-partition are held: then
+        it waits behind them, because Faust commits past one unacknowledged message at the
+        head of a partition once the next is acknowledged (an acknowledged dead letter
+        right behind a held event would have committed the event before it was applied).
         """
         self._forget_unfinished()
+        index = self.topic_index[topic]
         with self.metrics.detection_seconds.time():
             ev = self._decode(topic, partition, offset, key, value, timestamp, headers)
         if isinstance(ev, Outgoing):
-            self.merger.skip(partition, self.topic_index[topic], offset)
-            yield handle, [ev]
-            return
-        self.merger.add(partition, self.topic_index[topic], offset, ev.ts, self.wall_ms(), (handle, topic, partition,
-                                                                                            offset, ev))
+            behind = self.merger.tail_ts(partition, index)
+            if behind is None:
+                self.merger.skip(partition, index, offset)
+                yield handle, self._dead(topic, partition, offset, ev)
+                return
+            self.merger.add(partition, index, offset, behind, self.wall_ms(), (handle, topic, partition, offset, ev))
+        else:
+            self.merger.add(partition, index, offset, ev.ts, self.wall_ms(), (handle, topic, partition, offset, ev))
         yield from self.release(partition, unread)
 
     def release(self, partition: int, unread: Unread) -> Iterator[tuple[Any, list[Outgoing]]]:
@@ -184,6 +196,9 @@ class Runtime:
 
         for handle, topic, p, offset, ev in self.merger.release(partition, self.wall_ms(), unread_topic):
             self._forget_unfinished()
+            if isinstance(ev, Outgoing):  # a dead letter that waited behind held events
+                yield handle, self._dead(topic, p, offset, ev)
+                continue
             with self.metrics.detection_seconds.time():
                 records = self._apply(topic, p, offset, ev)
             yield handle, records
@@ -192,8 +207,10 @@ class Runtime:
         """Process everything held, without waiting (before Faust revokes partitions or stops)."""
         for handle, topic, p, offset, ev in self.merger.drain():
             self._forget_unfinished()
-            records = self._apply(topic, p, offset, ev)
-            yield handle, records
+            if isinstance(ev, Outgoing):
+                yield handle, self._dead(topic, p, offset, ev)
+            else:
+                yield handle, self._apply(topic, p, offset, ev)
 
     def _count(self, topic: str, outcome: str) -> None:
         # The labelled child, looked up once per (topic, outcome): .labels() per event

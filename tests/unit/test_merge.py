@@ -113,3 +113,21 @@ def test_invalid_input_is_dead_lettered_at_once_and_counts_as_received():
     got = list(rt.receive(topics.orders, 1, 4, b"k", b"{not json", None, [], "bad", lambda tp, pos: True))
     assert [(h, [r.topic for r in recs]) for h, recs in got] == [("bad", [topics.dlq])]
     assert rt.merger.position(0, 1) == 5
+
+
+def test_a_dead_letter_behind_a_held_event_waits_its_turn():
+    """Faust commits past one unacknowledged message at a partition's head once the next is
+    acknowledged: a dead letter acknowledged at once behind a held event would commit the event."""
+    topics = Topics()
+    rt = Runtime(Settings(), {}, Metrics(), lambda: T0 + 60_000)
+    ratings_unread = {"value": True}
+
+    def unread(tp: tuple[str, int], position: int | None) -> bool:
+        return tp[0] == topics.courier_ratings and ratings_unread["value"]
+
+    order = orjson.dumps(_order("c", 0, T0, "home"))
+    assert list(rt.receive(topics.orders, 0, 0, b"c", order, None, [], "order", unread)) == []
+    assert list(rt.receive(topics.orders, 0, 1, b"c", b"{not json", None, [], "bad", unread)) == []
+    ratings_unread["value"] = False
+    got = [(h, [r.topic for r in recs]) for h, recs in rt.release(0, unread)]
+    assert got == [("order", []), ("bad", [topics.dlq])]
