@@ -168,7 +168,23 @@ class CustomerState:
         return cls.from_list(orjson.loads(raw) if raw[:1] == b"[" else unpack(raw))
 
     def copy(self) -> CustomerState:
-        return CustomerState.from_list(unpack(self.encode()))
+        """An independent copy: lists and dicts are new, and so are the lists they hold.
+
+        Field by field rather than through the encoding: the live worker copies a state
+        on every read (streams/state_store.py), and an encode/decode round trip cost
+        ~27 µs. tests/unit/test_write_back.py fails if a field is left out or shared.
+        """
+        c = CustomerState.__new__(CustomerState)
+        c.partition, c.first_order, c.last_order = self.partition, self.first_order, self.last_order
+        c.n_orders, c.amount_total, c.recent = self.n_orders, self.amount_total, self.recent[:]
+        c.cats = {k: v[:] for k, v in self.cats.items()}
+        c.fav, c.silence_stage, c.freq_fired = self.fav, self.silence_stage, self.freq_fired
+        c.seen, c.last_event, c.n_days = self.seen[:], self.last_event, self.n_days
+        c.amounts, c.basket_fired, c.fav_fired = self.amounts[:], self.basket_fired, self.fav_fired
+        c.fu, c.fu_last = [f[:] for f in self.fu], self.fu_last
+        c.late, c.consent, c.returned_at = self.late[:], self.consent[:], self.returned_at
+        c.wb_ep, c.wb, c.last_emit = self.wb_ep, self.wb[:], self.last_emit[:]
+        return c
 
     __hash__ = None  # type: ignore[assignment]  # mutable record: equal by value, not hashable
 

@@ -14,7 +14,7 @@ from detectors import CustomerState
 from streams.metrics import Metrics
 from streams.runtime import Runtime
 from streams.settings import Settings
-from streams.state_store import Stored, copy_state, decode_stored
+from streams.state_store import Stored, decode_stored
 from tests.unit.test_crash_consistency import NOW, _events
 
 Logged = list[tuple[int, str, bytes]]
@@ -45,23 +45,26 @@ def test_copies_share_no_mutable_part_with_the_original():
     st = CustomerState()
     for name in CustomerState.__slots__:  # every container field filled, so every one is checked
         value = getattr(st, name)
-        if isinstance(value, list):
-            value.extend([[1, "x"], 2])
+        if isinstance(value, list):  # the shapes the core stores: follow-ups are [due, order] lists
+            value.extend([[1, "x"]] if name == "fu" else [2, 3])
         elif isinstance(value, dict):
             value["grocery"] = [3, 4]
-    before = st.to_list()
-    c = copy_state(st)
+    st.fav = "grocery"
+    before = orjson.dumps(st.to_list())  # a snapshot: to_list() hands out the state's own lists
+    c = st.copy()
     assert c == st
     assert c is not st
+    assert {n: getattr(c, n) for n in CustomerState.__slots__} == {n: getattr(st, n) for n in CustomerState.__slots__}
     for name in CustomerState.__slots__:
         value = getattr(c, name)
         if isinstance(value, list):
             value.append(9)
-            value[0].append(9)
+            if isinstance(value[0], list):
+                value[0].append(9)
         elif isinstance(value, dict):
             value["grocery"].append(9)
             value["new"] = [1, 1]
-    assert st.to_list() == before
+    assert orjson.dumps(st.to_list()) == before
 
 
 def test_states_reach_the_changelog_once_per_customer_at_flush_and_the_table_then_holds_them():
@@ -153,7 +156,7 @@ def test_revocation_forgets_the_cache_and_reads_what_the_next_owner_wrote():
     assert rt.store.unflushed == 0
     assert rt.store.get("b") is None
     # The next owner changed the customer; this worker must read what the table now holds.
-    changed = copy_state(table["a"].state)
+    changed = table["a"].state.copy()
     changed.n_orders = 99
     table["a"] = Stored(changed, table["a"].offsets)
     assert rt.store["a"].n_orders == 99
