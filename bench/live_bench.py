@@ -109,7 +109,7 @@ def path_only(records: list[tuple[str, bytes, bytes]], partitions: int) -> float
     settings = Settings(partitions=partitions)
     names = {"orders": settings.topics.orders, "deliveries": settings.topics.deliveries,
              "courier-ratings": settings.topics.courier_ratings}
-    rt = Runtime(settings, {}, Metrics(), lambda: time.time_ns() // 1_000_000, lambda p, k, v: None)
+    rt = Runtime(settings, {}, Metrics(), lambda: time.time_ns() // 1_000_000, write_back=True)
     offsets: dict[tuple[str, int], int] = {}
 
     def caught_up(tp: tuple[str, int], position: int | None) -> bool:
@@ -123,7 +123,7 @@ def path_only(records: list[tuple[str, bytes, bytes]], partitions: int) -> float
         for _ in rt.receive(topic, partition, offset, key, value, None, [], None, caught_up):
             rt.write_state()
         if i % 5000 == 4999:
-            rt.flush_state()
+            rt.seal_state()
     return (time.perf_counter() - t) / len(records) * 1e6
 
 

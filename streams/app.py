@@ -13,6 +13,7 @@ import asyncio
 import logging
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -111,26 +112,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     changelog = table.changelog_topic
     changelog.schema = faust.Schema(key_serializer="churn_utf8", value_serializer="churn_state")
     changelog.key_serializer, changelog.value_serializer = "churn_utf8", "churn_state"
-    # Faust commits offsets after `producer.flush()`, but that flush returns once the
-    # producer buffer's queue is empty, not once the records taken from it are sent, and
-    # gives up after 0.1 s: a commit (at a clean stop above all) could cover an offset
-    # whose state never reached the changelog; the outage fault test lost orders that
-    # way. Every changelog record is tracked until the broker acknowledges it, and the
-    # flush before each commit waits for all of them. (Holding the message instead does
-    # not work: Faust's commit skips an unacknowledged offset when the next one is acked.)
-    unlogged: set[asyncio.Future[Any]] = set()
     # Triggers, audit records and dead letters sent and not yet acknowledged by the broker.
     unsent: set[asyncio.Future[Any]] = set()
-
-    def log_state(partition: int, key: str, value: Any) -> None:
-        # Sent outside any event's context, so the partition is given: the customer's own.
-        fut = table.send_changelog(partition, key, value)
-        unlogged.add(fut)
-        fut.add_done_callback(unlogged.discard)
-
     # States are written back in batches (streams/state_store.py, rule 4): the table sees
     # them, and the changelog gets them, at each flush below rather than per event.
-    runtime = Runtime(settings, table, metrics, wall_ms, log_state)  # type: ignore[arg-type]
+    runtime = Runtime(settings, table, metrics, wall_ms, write_back=True)  # type: ignore[arg-type]
     producer = app.producer
     producer_flush = producer.flush
 
@@ -153,6 +139,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
         # streams/state_store.py): the states sealed now go to the changelog only once
         # every output sent until now is acknowledged. Messages finished while this waits
         # are not covered by the commit; their states wait for the next flush.
+        # Faust's own flush returns once its buffer's queue is empty, not once the records
+        # are acknowledged, and gives up after 0.1 s: every record this commit relies on
+        # is awaited here (the outage fault test lost orders to a commit without that).
         async with flushing:
             sealed = runtime.seal_state()
             outputs = set(unsent)
@@ -161,13 +150,10 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
             # Sent straight to the producer, not through Faust's send buffer: a commit's burst
             # of records (one per customer) filled that buffer past its 100 messages, and
             # Faust stops handing events to agents until it drains.
-            for partition, key, stored in sealed:
-                fut = await changelog.send(key=key, value=stored, partition=partition,
-                                           key_serializer="churn_utf8", value_serializer="churn_state",
-                                           callback=table._on_changelog_sent)
-                unlogged.add(fut)
-                fut.add_done_callback(unlogged.discard)
-            written = set(unlogged)
+            written = {await changelog.send(key=key, value=stored, partition=partition,
+                                            key_serializer="churn_utf8", value_serializer="churn_state",
+                                            callback=table._on_changelog_sent)
+                       for partition, key, stored in sealed}
             await producer_flush()
             await acknowledged(written, "changelog records")
             if sealed:
@@ -200,6 +186,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
             fut.add_done_callback(unsent.discard)
         runtime.write_state()
 
+    def process(items: Iterable[tuple[Any, list[Outgoing]]]) -> None:
+        """Emit each processed message's records, then acknowledge the message."""
+        for held, records in items:
+            emit(records)
+            held.ack()
+
     def unread(tp: tuple[str, int], position: int | None) -> bool:
         """Whether the broker holds messages of `tp` this worker has not received (unknown: yes)."""
         end = end_offset(tp)
@@ -216,18 +208,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
         async for event in stream.events():
             msg = event.message
             if msg.topic == t.clock:
-                for held, records in runtime.release(msg.partition, unread):  # waited long enough
-                    emit(records)
-                    held.ack()
+                process(runtime.release(msg.partition, unread))  # held ones that waited long enough
                 emit(runtime.on_tick(msg.partition, msg.value))
                 continue
             # Held until it can go in event-time order (streams/merge.py): the extra reference
             # keeps its offset uncommitted until it is processed and acknowledged below.
             msg.incref()
-            for held, records in runtime.receive(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
-                                                 msg.timestamp, headers_list(msg.headers), event, unread):
-                emit(records)
-                held.ack()
+            process(runtime.receive(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
+                                    msg.timestamp, headers_list(msg.headers), event, unread))
 
     @app.timer(max(0.1, min(0.5, settings.merge_wait_ms / 2000)))
     async def release_waited() -> None:
@@ -235,9 +223,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
         # arrives (a clock tick cannot be relied on: a partition with held input does not
         # tick). Processing needs no event context: it never writes the table directly.
         for partition in runtime.merger.partitions():
-            for held, records in runtime.release(partition, unread):
-                emit(records)
-                held.ack()
+            process(runtime.release(partition, unread))
 
     # Faust waits for every message handed to an agent to be acknowledged before it
     # revokes partitions or stops; held messages would make it wait forever. Process them
@@ -247,9 +233,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
 
     async def wait_empty() -> None:
         try:
-            for held, records in runtime.drain():
-                emit(records)
-                held.ack()
+            process(runtime.drain())
         except Exception:  # never stop a rebalance: unacknowledged messages are redelivered
             log.exception("could not process the messages held for the event-time merge")
         await consumer_wait_empty()

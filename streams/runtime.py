@@ -21,7 +21,7 @@ from streams.clock import TP, Watermarks
 from streams.merge import Merger
 from streams.metrics import RETURN_GROUPS, Metrics
 from streams.settings import Settings
-from streams.state_store import LogState, StagedStore, Stored
+from streams.state_store import StagedStore, Stored
 
 Headers = list[tuple[str, bytes]]
 H = TypeVar("H")
@@ -46,16 +46,16 @@ class Runtime:
         store: MutableMapping[str, Stored],
         metrics: Metrics,
         wall_ms: Callable[[], int],
-        log_state: LogState | None = None,
+        write_back: bool = False,
     ) -> None:
         self.settings = settings
         self.topics = settings.topics
         self.engine = Engine(settings.detector)
         self.config_version = settings.detector.version
         self.decoder = EventDecoder(max_future_skew_ms=settings.max_future_skew_ms)
-        # Reads are private copies, writes wait for write_state() and, with log_state
-        # (the live worker), for flush_state(): streams/state_store.py says why.
-        self.store = StagedStore(store, len(self.topics.inputs), log_state)
+        # Reads are private copies, writes wait for write_state() and, with write_back
+        # (the live worker), for seal_state(): streams/state_store.py says why.
+        self.store = StagedStore(store, len(self.topics.inputs), write_back)
         self.topic_index = {name: i for i, name in enumerate(self.topics.inputs)}
         self.metrics = metrics
         self.wall_ms = wall_ms
@@ -92,8 +92,6 @@ class Runtime:
         # Held messages were never acknowledged: the partitions' next owner (maybe this
         # worker again) receives them again. The app drains them before Faust revokes.
         self.merger.clear()
-        # Staged state is kept: a message whose triggers are being delivered writes it when
-        # they are, and only then lets its offset be committed (app.py).
         # Per-partition series of partitions this worker may no longer own must not linger.
         self.metrics.watermark.clear()
         self.metrics.consumer_lag.clear()
@@ -137,7 +135,7 @@ class Runtime:
                     "semantic",
                 )
         except InvalidEvent as exc:
-            self.metrics.events.labels(topic, "invalid").inc()
+            self._count(topic, "invalid")
             self.metrics.dlq.labels(exc.reason).inc()
             return self._dead_letter(exc, topic, partition, offset, key, value, timestamp, headers)
         return ev
@@ -259,10 +257,6 @@ class Runtime:
     def write_state(self) -> None:
         """Write the state changes of the last message, once the records it returned are delivered."""
         self.store.write()
-
-    def flush_state(self) -> int:
-        """Send the changelog records of the states finished since the last flush (before a commit)."""
-        return self.store.flush()
 
     def seal_state(self) -> list[tuple[int, str, Stored]]:
         """The states finished since the last flush, now in the table, for the changelog (app.py)."""

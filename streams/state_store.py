@@ -31,16 +31,17 @@ event twice, losing one, or losing a trigger (docs/reliability.md):
    per event. The batch is sealed (taken from the cache into the table) when
    the flush starts, and its records are sent only after every output sent
    until then is acknowledged; states finished meanwhile wait for the next
-   flush, so the changelog never runs ahead of the outputs. A crash loses the cache, never a committed offset's
-   state: the messages after the last commit are delivered again and redone,
-   and a trigger they fired is sent again with the same id (at-least-once).
+   flush, so the changelog never runs ahead of the outputs. A crash loses the
+   cache, never a committed offset's state: the messages after the last commit
+   are delivered again and redone, and a trigger they fired is sent again with
+   the same id (at-least-once).
 
 Must never: make decisions (that is the core), read the clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 
 import orjson
 
@@ -84,31 +85,28 @@ def decode_stored(raw: bytes) -> Stored:
     return Stored(state, offsets, raw)
 
 
-#: Where a coalesced state goes when flushed: (partition, key, value) -> its changelog send.
-LogState = Callable[[int, str, Stored], object]
-
-
 class StagedStore(MutableMapping[str, CustomerState]):
     """A mapping of customer id to CustomerState over a table of `Stored` values.
 
     Reads return private copies; writes are staged until `write()`. One message's
     work happens between two `write()` calls.
 
-    With `log` given (the live worker), `write()` only moves the message's states
-    to a write-back cache, and `flush()` writes the cache to the table and sends
-    one changelog record per customer: a customer with many events between two
-    offset commits costs one record, not one per event. The worker flushes before
-    every offset commit, so a committed offset is always covered by the changelog.
-    Without `log` (tests with a dict as the table), `write()` writes through.
+    With `write_back` (the live worker), `write()` only moves the message's states
+    to a write-back cache, and `seal()` writes the cache to the table and returns
+    one record per customer for the changelog: a customer with many events between
+    two offset commits costs one record, not one per event. The worker seals and
+    logs before every offset commit, so a committed offset is always covered by the
+    changelog. Without it (replay-like tests with a dict as the table), `write()`
+    writes through.
     """
 
-    def __init__(self, table: MutableMapping[str, Stored], n_topics: int, log: LogState | None = None) -> None:
+    def __init__(self, table: MutableMapping[str, Stored], n_topics: int, write_back: bool = False) -> None:
         self.table = table
         # A Faust table keeps its values in `.data`: reading and writing that skips the
-        # table's per-key changelog send (flush() sends explicitly) and its sensors.
-        self.data: MutableMapping[str, Stored] = getattr(table, "data", table) if log is not None else table
+        # table's per-key changelog send (the worker sends sealed states itself) and its sensors.
+        self.data: MutableMapping[str, Stored] = getattr(table, "data", table) if write_back else table
         self.n_topics = n_topics
-        self.log = log
+        self.write_back = write_back
         self._working: dict[str, CustomerState] = {}
         self._offsets: dict[str, list[int]] = {}
         self._dirty: set[str] = set()
@@ -194,10 +192,10 @@ class StagedStore(MutableMapping[str, CustomerState]):
             offsets = self._offsets.get(key)
             if offsets is None:
                 offsets = [-1] * self.n_topics
-            if self.log is None:
-                self.table[key] = Stored(self._working[key], offsets)
-            else:
+            if self.write_back:
                 self._finished[key] = (self._working[key], offsets)
+            else:
+                self.table[key] = Stored(self._working[key], offsets)
         self._dirty.clear()
         self._working.clear()
         self._offsets.clear()
@@ -214,14 +212,6 @@ class StagedStore(MutableMapping[str, CustomerState]):
             stored = data[key] = Stored(state, offsets)  # encoded now: later changes are on copies
             sealed.append((state.partition, key, stored))
         return sealed
-
-    def flush(self) -> int:
-        """Seal the finished states and send their changelog records at once."""
-        sealed = self.seal()
-        if self.log is not None:
-            for partition, key, stored in sealed:
-                self.log(partition, key, stored)
-        return len(sealed)
 
     def forget(self) -> None:
         """Drop finished states not sealed yet: their messages are not committed, so they come again."""

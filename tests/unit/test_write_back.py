@@ -20,11 +20,16 @@ from tests.unit.test_crash_consistency import NOW, _events
 Logged = list[tuple[int, str, bytes]]
 
 
-def _runtime(table: dict[str, Stored], logged: Logged) -> Runtime:
-    def log(partition: int, key: str, value: Stored) -> None:
-        logged.append((partition, key, value.raw))
+def _runtime(table: dict[str, Stored]) -> Runtime:
+    return Runtime(Settings(bootstrap="127.0.0.1:9092"), table, Metrics(), lambda: NOW, write_back=True)
 
-    return Runtime(Settings(bootstrap="127.0.0.1:9092"), table, Metrics(), lambda: NOW, log)
+
+def _flush(rt: Runtime, logged: Logged | None = None) -> int:
+    """What the worker does before a commit: seal the cache, send one record per customer."""
+    sealed = rt.seal_state()
+    if logged is not None:
+        logged.extend((partition, key, stored.raw) for partition, key, stored in sealed)
+    return len(sealed)
 
 
 def _feed(rt: Runtime, events: list[tuple[str, dict[str, Any]]], partition: int = 2,
@@ -70,17 +75,17 @@ def test_copies_share_no_mutable_part_with_the_original():
 def test_states_reach_the_changelog_once_per_customer_at_flush_and_the_table_then_holds_them():
     table: dict[str, Stored] = {}
     logged: Logged = []
-    rt = _runtime(table, logged)
+    rt = _runtime(table)
     _feed(rt, _events("a", 12) + _events("b", 9))
     assert logged == []
     assert table == {}  # finished, not flushed: nothing written per event
     assert rt.store["a"].n_orders == 4   # reads see the finished state all the same
-    assert rt.flush_state() == 2
+    assert _flush(rt, logged) == 2
     assert sorted(k for _, k, _ in logged) == ["a", "b"]
     assert {p for p, _, _ in logged} == {2}  # the customer's own partition, not the current event's
     assert {k: raw for _, k, raw in logged} == {k: v.raw for k, v in table.items()}
     assert decode_stored(table["a"].raw).state.n_orders == 4
-    assert rt.flush_state() == 0  # nothing new: nothing sent
+    assert _flush(rt, logged) == 0  # nothing new: nothing sent
     assert len(logged) == 2
 
 
@@ -89,7 +94,7 @@ def test_write_back_gives_the_same_state_and_triggers_as_writing_every_event():
     through: dict[str, Stored] = {}
     sent_through = _feed(Runtime(Settings(bootstrap="127.0.0.1:9092"), through, Metrics(), lambda: NOW), events)
     back: dict[str, Stored] = {}
-    rt = _runtime(back, [])
+    rt = _runtime(back)
     counters: dict[str, int] = {}
     sent_back = []
     for i, (topic, ev) in enumerate(events):
@@ -98,15 +103,15 @@ def test_write_back_gives_the_same_state_and_triggers_as_writing_every_event():
         sent_back += [r.value for r in rt.on_input(topic, 2, offset, b"a", orjson.dumps(ev))]
         rt.write_state()
         if i % 7 == 6:  # flushes in between, as commits would
-            rt.flush_state()
-    rt.flush_state()
+            _flush(rt)
+    _flush(rt)
     assert sent_back == sent_through
     assert back["a"].raw == through["a"].raw
 
 
 def test_an_unfinished_message_leaves_the_write_back_cache_as_it_was():
     table: dict[str, Stored] = {}
-    rt = _runtime(table, [])
+    rt = _runtime(table)
     events = _events("a", 6)
     _feed(rt, events)
     before = rt.store["a"].to_list()
@@ -118,7 +123,7 @@ def test_an_unfinished_message_leaves_the_write_back_cache_as_it_was():
     records = rt.on_input(ratings, 2, 100, b"a", orjson.dumps(rating))
     assert records  # a trigger: the state waits for its delivery
     rt.store.discard()  # the agent was cancelled before the delivery finished
-    rt.flush_state()
+    _flush(rt)
     assert table["a"].state.to_list() == before  # the unfinished rating is not in the changelog
     assert 100 not in table["a"].offsets  # nor its offset: redelivered, it is applied
 
@@ -126,20 +131,20 @@ def test_an_unfinished_message_leaves_the_write_back_cache_as_it_was():
 def test_a_crash_before_the_flush_redoes_the_messages_and_repeats_their_triggers_with_the_same_ids():
     events = _events("a", 21)
     table: dict[str, Stored] = {}
-    rt = _runtime(table, [])
+    rt = _runtime(table)
     offsets: dict[str, int] = {}
     first = _feed(rt, events[:5], counters=offsets)
     committed = dict(offsets)
-    rt.flush_state()       # a commit covered the first 5 messages
+    _flush(rt)     # a commit covered the first 5 messages
     lost = _feed(rt, events[5:], counters=offsets)
     assert lost, "the events after the commit must fire something for this test to mean anything"
     # Crash: the cache is gone, the changelog holds what the commit flushed.
     recovered = {k: decode_stored(v.raw) for k, v in table.items()}
-    rt2 = _runtime(recovered, [])
+    rt2 = _runtime(recovered)
     again = _feed(rt2, events[5:], counters=committed)
     assert _ids_of(again) == _ids_of(lost)  # at-least-once: the same triggers, the same ids
-    rt.flush_state()
-    rt2.flush_state()
+    _flush(rt)
+    _flush(rt2)
     assert recovered["a"].raw == table["a"].raw  # redone, the state is the one the crash lost
     assert first == []  # the negative rating is event 7: everything it fires was lost and redone
 
@@ -147,9 +152,9 @@ def test_a_crash_before_the_flush_redoes_the_messages_and_repeats_their_triggers
 def test_revocation_forgets_the_cache_and_reads_what_the_next_owner_wrote():
     table: dict[str, Stored] = {}
     logged: Logged = []
-    rt = _runtime(table, logged)
+    rt = _runtime(table)
     _feed(rt, _events("a", 5))
-    rt.flush_state()                 # the app flushes before revoking
+    _flush(rt, logged)                 # the app flushes before revoking
     _feed(rt, _events("b", 2))       # finished after the flush: not committed, delivered again
     rt.revoke_all()
     assert [k for _, k, _ in logged] == ["a"]
@@ -162,14 +167,12 @@ def test_revocation_forgets_the_cache_and_reads_what_the_next_owner_wrote():
     assert rt.store["a"].n_orders == 99
 
 
-def test_a_sealed_batch_is_in_the_table_at_once_and_logged_only_when_the_caller_says():
+def test_a_sealed_batch_is_in_the_table_at_once_for_the_caller_to_log():
     table: dict[str, Stored] = {}
-    logged: Logged = []
-    rt = _runtime(table, logged)
+    rt = _runtime(table)
     _feed(rt, _events("a", 4))
     sealed = rt.seal_state()
     assert [k for _, k, _ in sealed] == ["a"]
-    assert logged == []                       # outputs not acknowledged yet: nothing logged
     assert table["a"] is sealed[0][2]         # reads fall back to the table: nothing is lost
     assert rt.store["a"].n_orders == table["a"].state.n_orders == 2
 
