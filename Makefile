@@ -3,9 +3,12 @@ VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+# The compiled core (scripts/build_core.py): rebuilt whenever a core source changes.
+CORE    := build/core/.built
+CORE_SRC := $(wildcard detectors/*.py schemas/*.py)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint system-deps ops-check clean bench-quality bench-replay test-faults bench-live
+.PHONY: help install core pure demo test test-unit test-integration lint system-deps ops-check clean bench-quality bench-replay test-faults bench-live
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -16,9 +19,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the project with its dev extra
+install: $(STAMP) $(CORE)  ## create .venv, install the project with its dev extra, compile the core
 
-demo: $(STAMP)  ## run the live detector on the embedded broker with sample traffic (Ctrl-C stops)
+$(CORE): $(STAMP) $(CORE_SRC) scripts/build_core.py
+	$(PY) scripts/build_core.py $(if $(CI),--require,)
+	@mkdir -p $(dir $(CORE)) && touch $(CORE)
+
+core: $(CORE)  ## compile detectors/ and schemas/ with mypyc (pure Python when no C compiler)
+
+pure:  ## remove the compiled core: run the Python source as is
+	$(PY) scripts/build_core.py --clean
+	rm -f $(CORE)
+
+demo: $(STAMP) $(CORE)  ## run the live detector on the embedded broker with sample traffic (Ctrl-C stops)
 	$(VENV)/bin/churn-signals demo
 
 system-deps:  ## install Debian tools the tests need (prometheus, docker-compose); no-op when present
@@ -30,29 +43,30 @@ ops-check: system-deps  ## promtool checks and alert unit tests, docker-compose.
 	docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"
 
 lint: $(STAMP)  ## ruff and mypy (strict on detectors/ and schemas/)
-	$(VENV)/bin/ruff check detectors schemas streams tests bench
+	$(VENV)/bin/ruff check detectors schemas streams tests bench scripts
 	$(VENV)/bin/mypy
 
-test: $(STAMP) system-deps lint  ## everything CI runs: lint, unit and integration tests
+test: $(STAMP) $(CORE) system-deps lint  ## everything CI runs: lint, unit and integration tests
 	$(PY) -m pytest -q
 
-test-unit: $(STAMP)  ## fast tests without a broker
+test-unit: $(STAMP) $(CORE)  ## fast tests without a broker
 	$(PY) -m pytest -q -m unit
 
-test-integration: $(STAMP)  ## real broker and worker processes on loopback
+test-integration: $(STAMP) $(CORE)  ## real broker and worker processes on loopback
 	$(PY) -m pytest -q -m integration
 
-test-faults: $(STAMP)  ## kill -9, rebalances, broker pause, outage backlog, fuzzed input: live workers vs a replay verifier
+test-faults: $(STAMP) $(CORE)  ## kill -9, rebalances, broker pause, outage backlog, fuzzed input: live workers vs a replay verifier
 	$(PY) -m pytest -q -s -m faults
 
-bench-quality: $(STAMP)  ## CDNOW: ROC AUC of the streaming risk vs batch BG/NBD, a 90-day rule and recency
+bench-quality: $(STAMP) $(CORE)  ## CDNOW: ROC AUC of the streaming risk vs batch BG/NBD, a 90-day rule and recency
 	$(PY) -m bench.quality
 
-bench-replay: $(STAMP)  ## replay of a 1M-event synthetic log on one core: events/s, bytes/customer, ratio to a bare parse
+bench-replay: $(STAMP) $(CORE)  ## replay of a 1M-event synthetic log on one core: events/s, bytes/customer, ratio to a bare parse
 	$(PY) bench/replay_bench.py
 
-bench-live: $(STAMP)  ## one live worker on the embedded broker vs a counting Faust agent and a straightforward Faust app
+bench-live: $(STAMP) $(CORE)  ## one live worker on the embedded broker vs a counting Faust agent and a straightforward Faust app
 	$(PY) bench/live_bench.py
 
 clean:  ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	$(if $(wildcard $(PY)),$(PY) scripts/build_core.py --clean,)
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

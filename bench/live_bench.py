@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from detectors.envelope import iso_ms  # noqa: E402  (path set above so the script runs from anywhere)
 from streams.broker import EmbeddedBroker, free_port  # noqa: E402
+from streams.core import kind as core_kind  # noqa: E402
 from streams.settings import Settings, Topics  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
 
@@ -233,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[float]] = {"floor": [], "straightforward": [], "worker": []}
     path_us = statistics.median(path_only(generate(a.events, a.customers, seed=run), a.partitions)
                                 for run in range(3))
+    print(f"core: {core_kind()} (make core / make pure)")
     print(f"per-event path without Faust (Runtime.receive, median of 3): {path_us:.1f} µs/event", flush=True)
     with EmbeddedBroker() as broker:
         for run in range(a.runs):

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from detectors.envelope import encode  # noqa: E402 - after the path set-up above
+from streams.core import kind as core_kind  # noqa: E402
 from streams.replay import Replayer  # noqa: E402
 from streams.samples import SampleGenerator  # noqa: E402
 from streams.sources import FileSource  # noqa: E402
@@ -117,7 +118,7 @@ def main() -> int:
         t = time.perf_counter()
         build_log(path, args.events, args.seed)
         print(f"built {path} in {time.perf_counter() - t:.1f}s")
-    print(f"log: {path} ({path.stat().st_size / 1e6:.0f} MB)")
+    print(f"log: {path} ({path.stat().st_size / 1e6:.0f} MB); core: {core_kind()} (make core / make pure)")
 
     bare: list[float] = []
     rep: list[float] = []

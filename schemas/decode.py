@@ -17,6 +17,7 @@ Must never: read the clock (`now_ms` is passed in), import from `streams/`.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -29,7 +30,9 @@ from schemas.errors import InvalidEvent, SchemaLoadError
 from schemas.fastpath import EventCheck, compile_event_check, fast_epoch_ms
 from schemas.validator import Check, compile_schema, parse_rfc3339
 
-SCHEMA_DIR = Path(__file__).resolve().parent
+#: The package's directory, from the package spec (schemas/__init__.py): the compiled core's
+#: modules do not carry a reliable __file__ of their own (make core, scripts/build_core.py).
+SCHEMA_DIR = Path(str(importlib.resources.files("schemas")))
 
 #: Input event types and the schema file that defines each.
 EVENT_TYPES: dict[str, str] = {

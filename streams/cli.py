@@ -16,6 +16,7 @@ from typing import Any
 from schemas.decode import to_epoch_ms
 from schemas.errors import ChurnSignalsError, CommandError
 from schemas.validator import parse_rfc3339
+from streams.core import check_fresh
 from streams.settings import Settings, load_settings
 
 PROG = "churn-signals"
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_fresh()
         return _dispatch(args)
     except ChurnSignalsError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)

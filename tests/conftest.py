@@ -25,9 +25,21 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.broker import EmbeddedBroker, free_port
+from streams.core import StaleCore, check_fresh, kind
 from streams.settings import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        check_fresh()  # a compiled core older than its source would test old code
+    except StaleCore as exc:
+        pytest.exit(str(exc), returncode=4)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"churn-signals core: {kind()}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
