@@ -15,9 +15,14 @@ Must never: read the clock or touch Kafka; the shell sets values.
 
 from __future__ import annotations
 
+import weakref
+from bisect import bisect_left
+from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import HistogramMetricFamily
 
 #: Label values created at start-up with value 0, so rates, ratios and alerts
 #: have a series to work on before the first occurrence (a missing series is
@@ -44,6 +49,39 @@ _LAG_BUCKETS = (0.5, 1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400)
 # Per-event work is tens of microseconds; a sweep can be large after an outage.
 _FAST_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)
 _SWEEP_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+
+
+class Histogram:
+    """A label-less histogram for the per-event path: same exposition, a tenth of the cost.
+
+    prometheus_client's Histogram takes a lock and walks its buckets in Python
+    for each observation (~0.6 µs, ~1.2 µs with its `time()` context manager);
+    three per event were ~4 µs of the worker's per-event path. Here an
+    observation is one bisect and two additions. The worker updates and serves
+    its metrics from one thread (the event loop), so no lock is needed.
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...],
+                 registry: CollectorRegistry) -> None:
+        self.name, self.documentation = name, documentation
+        self._bounds = [float(b) for b in buckets] + [float("inf")]
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        registry.register(self)
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1  # `le` buckets: value <= bound
+        self._sum += value
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        cumulative, total = [], 0
+        for bound, n in zip(self._bounds, self._counts, strict=True):
+            total += n
+            cumulative.append(("+Inf" if bound == float("inf") else repr(bound), total))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=cumulative, sum_value=self._sum)
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=[("+Inf", 0)], sum_value=0)
 
 
 class Metrics:
@@ -138,6 +176,53 @@ def faust_monitor(registry: CollectorRegistry) -> Any:
     own /metrics page and default to the process-global registry; we need the
     sensor alone so our page serves both metric sets from one registry.
     """
-    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+    from faust.sensors.prometheus import FaustMetrics
 
-    return PrometheusMonitor(metrics=FaustMetrics.create(registry, FAUST_PREFIX))
+    return _monitor_class()(metrics=FaustMetrics.create(registry, FAUST_PREFIX))
+
+
+@cache
+def _monitor_class() -> Any:
+    """PrometheusMonitor with its per-message label look-ups done once per topic-partition and stream.
+
+    Faust's sensor resolves three labelled series by keyword for every message
+    (`.labels(topic=..., partition=...)`, and the stream label through a regex):
+    ~5 µs per event in the worker, where the series are always the same few.
+    Same series, same values (tests/unit/test_metrics.py compares the two).
+    """
+    from faust.sensors.monitor import Monitor
+    from faust.sensors.prometheus import PrometheusMonitor
+
+    class CachedPrometheusMonitor(PrometheusMonitor):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._tp_series: dict[Any, tuple[Any, Any]] = {}
+            self._stream_series: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # as Faust's
+
+        def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+            Monitor.on_message_in(self, tp, offset, message)
+            m = self._metrics
+            m.messages_received.inc()
+            m.active_messages.inc()
+            series = self._tp_series.get(tp)
+            if series is None:
+                series = self._tp_series[tp] = (
+                    m.messages_received_per_topics.labels(topic=tp.topic),
+                    m.messages_received_per_topics_partition.labels(topic=tp.topic, partition=tp.partition),
+                )
+            series[0].inc()
+            series[1].set(offset)
+
+        def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> Any:
+            state = Monitor.on_stream_event_in(self, tp, offset, stream, event)
+            m = self._metrics
+            m.total_events.inc()
+            m.total_active_events.inc()
+            series = self._stream_series.get(stream)
+            if series is None:
+                series = self._stream_series[stream] = m.total_events_per_stream.labels(
+                    stream=f"stream.{self._stream_label(stream)}.events")
+            series.inc()
+            return state
+
+    return CachedPrometheusMonitor

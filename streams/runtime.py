@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any, TypeVar
 
 import orjson
@@ -69,7 +70,7 @@ class Runtime:
         self._event_counters: dict[tuple[str, str], Any] = {}
         # Valid input waits here until it can go in event-time order (streams/merge.py);
         # items: (caller's handle, topic, partition, offset, event or dead letter).
-        self.merger: Merger[tuple[Any, str, int, int, Event | Outgoing]] = Merger(
+        self.merger: Merger[tuple[Any, str, int, int, Event | Outgoing, float]] = Merger(
             len(self.topics.inputs), settings.merge_wait_ms, settings.merge_max_held)
 
     # -- partitions ---------------------------------------------------------
@@ -102,8 +103,10 @@ class Runtime:
         timestamp: float | None = None, headers: Iterable[tuple[str, bytes]] = (),
     ) -> list[Outgoing]:
         self._forget_unfinished()
-        with self.metrics.detection_seconds.time():
-            return self._on_input(topic, partition, offset, key, value, timestamp, headers)
+        start = perf_counter()
+        records = self._on_input(topic, partition, offset, key, value, timestamp, headers)
+        self.metrics.detection_seconds.observe(perf_counter() - start)
+        return records
 
     def _on_input(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
@@ -172,17 +175,21 @@ class Runtime:
         """
         self._forget_unfinished()
         index = self.topic_index[topic]
-        with self.metrics.detection_seconds.time():
-            ev = self._decode(topic, partition, offset, key, value, timestamp, headers)
+        start = perf_counter()
+        ev = self._decode(topic, partition, offset, key, value, timestamp, headers)
+        took = perf_counter() - start  # decoding; applying is added when the merge releases it
         if isinstance(ev, Outgoing):
             behind = self.merger.tail_ts(partition, index)
             if behind is None:
                 self.merger.skip(partition, index, offset)
+                self.metrics.detection_seconds.observe(took)
                 yield handle, self._dead(topic, partition, offset, ev)
                 return
-            self.merger.add(partition, index, offset, behind, self.wall_ms(), (handle, topic, partition, offset, ev))
+            self.merger.add(partition, index, offset, behind, self.wall_ms(),
+                            (handle, topic, partition, offset, ev, took))
         else:
-            self.merger.add(partition, index, offset, ev.ts, self.wall_ms(), (handle, topic, partition, offset, ev))
+            self.merger.add(partition, index, offset, ev.ts, self.wall_ms(),
+                            (handle, topic, partition, offset, ev, took))
         yield from self.release(partition, unread)
 
     def release(self, partition: int, unread: Unread) -> Iterator[tuple[Any, list[Outgoing]]]:
@@ -192,18 +199,21 @@ class Runtime:
         def unread_topic(i: int) -> bool:
             return unread((inputs[i], partition), position(i, partition))
 
-        for handle, topic, p, offset, ev in self.merger.release(partition, self.wall_ms(), unread_topic):
+        observe = self.metrics.detection_seconds.observe
+        for handle, topic, p, offset, ev, took in self.merger.release(partition, self.wall_ms(), unread_topic):
             self._forget_unfinished()
             if isinstance(ev, Outgoing):  # a dead letter that waited behind held events
+                observe(took)
                 yield handle, self._dead(topic, p, offset, ev)
                 continue
-            with self.metrics.detection_seconds.time():
-                records = self._apply(topic, p, offset, ev)
+            start = perf_counter()
+            records = self._apply(topic, p, offset, ev)
+            observe(took + perf_counter() - start)  # one observation per message: decode + apply
             yield handle, records
 
     def drain(self) -> Iterator[tuple[Any, list[Outgoing]]]:
         """Process everything held, without waiting (before Faust revokes partitions or stops)."""
-        for handle, topic, p, offset, ev in self.merger.drain():
+        for handle, topic, p, offset, ev, _took in self.merger.drain():
             self._forget_unfinished()
             if isinstance(ev, Outgoing):
                 yield handle, self._dead(topic, p, offset, ev)
@@ -235,8 +245,9 @@ class Runtime:
             return []
         now = min(now, vouched)
         core = self.core(partition)
-        with self.metrics.sweep_seconds.time():
-            decisions = core.advance(now)
+        start = perf_counter()
+        decisions = core.advance(now)
+        self.metrics.sweep_seconds.observe(perf_counter() - start)
         self.metrics.watermark.labels(str(partition)).set(core.clock / 1000)
         return self._staged(self._route(decisions))
 

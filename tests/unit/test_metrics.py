@@ -14,6 +14,7 @@ import re
 import socket
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -82,6 +83,27 @@ def test_event_time_lag_and_detection_time_are_observed_per_event():
     rt.on_input("orders", 0, 2, b"c-1", b"{broken")
     assert sample(m, "churn_detection_duration_seconds_count") == 3   # invalid input is timed too
     assert sample(m, "churn_event_time_lag_seconds_count") == 2       # but has no event time
+
+
+def test_the_live_path_times_each_message_once_across_the_merge():
+    """receive() decodes, the merge holds, release() applies: still one observation per message."""
+    rt, m, _ = make(T0 + 90_000)
+    unread = {"value": True}
+
+    def orders_unread(tp: tuple[str, int], position: int | None) -> bool:
+        return tp[0] == "orders" and unread["value"]
+
+    rating = orjson.dumps({"event_id": "r1", "type": "courier_rating", "customer_id": "c-1",
+                           "occurred_at": iso_ms(T0), "order_id": "o-1", "rating": 2})
+    assert list(rt.receive("courier-ratings", 0, 0, b"c-1", rating, None, [], "r1", orders_unread)) == []
+    assert sample(m, "churn_detection_duration_seconds_count") == 0  # held by the merge: not done yet
+    unread["value"] = False
+    handles = [h for h, _ in rt.receive("orders", 0, 0, b"c-1", order("c-1", "e1", T0 - 1000), None, [], "e1",
+                                          orders_unread)]
+    handles += [h for h, _ in rt.receive("orders", 0, 1, b"c-1", b"{broken", None, [], "bad", orders_unread)]
+    assert handles == ["e1", "r1", "bad"]
+    assert sample(m, "churn_detection_duration_seconds_count") == 3
+    assert 0 < sample(m, "churn_detection_duration_seconds_sum") < 1  # type: ignore[operator]
 
 
 def test_dead_letters_are_counted_by_reason_and_as_invalid_input():
@@ -202,6 +224,50 @@ def test_faust_sensor_metrics_share_the_registry_with_ours():
     assert "churn_events_total" in text
     assert "faust_assignment_operations_total" in text
     assert "faust_topic_partition_end_offset" in text
+
+
+class _Task:
+    """A stream's owner task; Faust's Monitor keeps weak references to it."""
+
+
+class _Stream:
+    """What Faust's sensors read of a stream: a label, an owner task, str() and hash."""
+
+    shortlabel = "Stream: churn-detector"
+    task_owner = _Task()
+
+    def __str__(self) -> str:
+        return "Stream: churn-detector"
+
+
+def _sensor_samples(monitor: Any, registry: CollectorRegistry) -> dict[tuple[str, tuple[Any, ...]], float]:
+    from faust.types import TP
+
+    stream = _Stream()
+    for i in range(40):
+        tp = TP(("orders", "deliveries")[i % 2], i % 3)
+        message = SimpleNamespace(time_in=None, time_out=None, time_total=None)
+        monitor.on_message_in(tp, 100 + i, message)
+        state = monitor.on_stream_event_in(tp, 100 + i, stream, None)
+        if i % 5:  # some events still in flight: the active gauges must agree too
+            monitor.on_stream_event_out(tp, 100 + i, stream, None, state)
+            monitor.on_message_out(tp, 100 + i, message)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for m in registry.collect()
+            if m.name.startswith("faust_") and "latency" not in m.name and "runtime" not in m.name  # timings differ
+            for s in m.samples if not s.name.endswith("_created")}
+
+
+def test_faust_sensor_with_cached_series_counts_like_faust_own():
+    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    got = _sensor_samples(faust_monitor(ours), ours)
+    want = _sensor_samples(PrometheusMonitor(metrics=FaustMetrics.create(theirs, "faust")), theirs)
+    assert got == want
+    assert got[("faust_messages_received_per_topic_total", (("topic", "orders"),))] == 20
+    assert got[("faust_messages_received_per_topics_partition", (("partition", "2"), ("topic", "deliveries")))] == 135
+    assert got[("faust_total_active_events", ())] == 8
 
 
 def test_json_logs_are_one_object_per_line_with_extras_and_tracebacks():
