@@ -78,7 +78,7 @@ def convert(raw: Any, key: str, kind: type) -> Any:
 def _env_map(raw: str, name: str, form: str) -> dict[str, Any]:
     """'a=x,b=y' (the environment form of a mapping) -> {'a': 'x', 'b': 'y'}."""
     items: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in raw.split(","))):
+    for part in [p.strip() for p in raw.split(",") if p.strip()]:
         k, sep, spec = part.partition("=")
         if not sep:
             raise ConfigError(f"{name}: expected {form}, got {part!r}")

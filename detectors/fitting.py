@@ -118,7 +118,7 @@ def fit_bgnbd(s: Summary, time_unit: str = "weeks") -> Fit:
                       options={"xatol": 1e-6, "fatol": 1e-8, "maxiter": 20_000, "maxfev": 40_000})
     fine = minimize(nll, coarse.x, method="L-BFGS-B")
     best = fine if fine.fun <= coarse.fun else coarse
-    r, alpha, a, b = (float(v) for v in np.exp(best.x))
+    r, alpha, a, b = [float(v) for v in np.exp(best.x)]
     return Fit(CadenceParams(r, alpha, a, b, time_unit), -float(best.fun), len(s.customers),
                bool(coarse.success or fine.success))
 

@@ -45,7 +45,7 @@ class RfmCuts:
     @classmethod
     def from_mapping(cls, v: dict[str, Any]) -> RfmCuts:
         try:
-            return cls(*(tuple(float(c) for c in v[k]) for k in ("recency_days", "frequency", "monetary")))  # type: ignore[arg-type]
+            return cls(*[tuple(float(c) for c in v[k]) for k in ("recency_days", "frequency", "monetary")])  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError):
             raise ConfigError(f"rfm cut points: expected recency_days, frequency, monetary pairs, got {v!r}") from None
 
