@@ -15,10 +15,8 @@ Must never: read the clock or touch Kafka; the shell sets values.
 
 from __future__ import annotations
 
-import weakref
 from bisect import bisect_left
 from collections.abc import Iterator
-from functools import cache
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -175,29 +173,31 @@ def faust_monitor(registry: CollectorRegistry) -> Any:
     `faust.sensors.prometheus.setup_prometheus_sensors` would also register its
     own /metrics page and default to the process-global registry; we need the
     sensor alone so our page serves both metric sets from one registry.
-    """
-    from faust.sensors.prometheus import FaustMetrics
 
-    return _monitor_class()(metrics=FaustMetrics.create(registry, FAUST_PREFIX))
-
-
-@cache
-def _monitor_class() -> Any:
-    """PrometheusMonitor with its per-message label look-ups done once per topic-partition and stream.
-
-    Faust's sensor resolves three labelled series by keyword for every message
-    (`.labels(topic=..., partition=...)`, and the stream label through a regex):
-    ~5 µs per event in the worker, where the series are always the same few.
-    Same series, same values (tests/unit/test_metrics.py compares the two).
+    The sensor runs five hooks per consumed message, and Faust's own looks up
+    four labelled series (`.labels()`) and rebuilds the stream's label (string
+    formatting and a regex) each time: ~14 µs per event against ~2 µs for
+    Faust's default monitor. This one keeps the same series and values, with
+    the labelled children looked up once per topic-partition, stream and topic.
     """
     from faust.sensors.monitor import Monitor
-    from faust.sensors.prometheus import PrometheusMonitor
+    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
-    class CachedPrometheusMonitor(PrometheusMonitor):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
+    class CachedPrometheusMonitor(PrometheusMonitor):  # type: ignore[misc]
+        def __init__(self, metrics: FaustMetrics, **kwargs: Any) -> None:
+            super().__init__(metrics, **kwargs)
             self._tp_series: dict[Any, tuple[Any, Any]] = {}
-            self._stream_series: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # as Faust's
+            self._end_series: dict[Any, Any] = {}
+            self._stream_series: dict[int, tuple[Any, Any]] = {}
+            self._sent_series: dict[str, Any] = {}
+
+        def _clear_partition_related_metrics(self) -> None:
+            # The per-topic and per-partition series are removed from their metrics on each
+            # rebalance: a cached child would go on counting off the page.
+            super()._clear_partition_related_metrics()
+            self._tp_series.clear()
+            self._end_series.clear()
+            self._sent_series.clear()
 
         def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
             Monitor.on_message_in(self, tp, offset, message)
@@ -208,8 +208,7 @@ def _monitor_class() -> Any:
             if series is None:
                 series = self._tp_series[tp] = (
                     m.messages_received_per_topics.labels(topic=tp.topic),
-                    m.messages_received_per_topics_partition.labels(topic=tp.topic, partition=tp.partition),
-                )
+                    m.messages_received_per_topics_partition.labels(topic=tp.topic, partition=tp.partition))
             series[0].inc()
             series[1].set(offset)
 
@@ -218,11 +217,27 @@ def _monitor_class() -> Any:
             m = self._metrics
             m.total_events.inc()
             m.total_active_events.inc()
-            series = self._stream_series.get(stream)
-            if series is None:
-                series = self._stream_series[stream] = m.total_events_per_stream.labels(
-                    stream=f"stream.{self._stream_label(stream)}.events")
-            series.inc()
+            # Keyed by id, holding the stream: a stream lives as long as its agent.
+            cached = self._stream_series.get(id(stream))
+            if cached is None or cached[0] is not stream:
+                child = m.total_events_per_stream.labels(stream=f"stream.{self._stream_label(stream)}.events")
+                cached = self._stream_series[id(stream)] = (stream, child)
+            cached[1].inc()
             return state
 
-    return CachedPrometheusMonitor
+        def track_tp_end_offset(self, tp: Any, offset: int) -> None:
+            Monitor.track_tp_end_offset(self, tp, offset)
+            child = self._end_series.get(tp)
+            if child is None:
+                child = self._end_series[tp] = self._metrics.topic_partition_end_offset.labels(
+                    topic=tp.topic, partition=tp.partition)
+            child.set(offset)
+
+        def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> Any:
+            child = self._sent_series.get(topic)
+            if child is None:
+                child = self._sent_series[topic] = self._metrics.topic_messages_sent.labels(topic=f"topic.{topic}")
+            child.inc()
+            return Monitor.on_send_initiated(self, producer, topic, message, keysize, valsize)
+
+    return CachedPrometheusMonitor(metrics=FaustMetrics.create(registry, FAUST_PREFIX))
