@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import replace
 
@@ -30,6 +31,7 @@ def run_worker(settings: Settings) -> int:
         partitions = loop.run_until_complete(ensure_topics(settings))
         settings = replace(settings, partitions=partitions)
         app, _ = create_app(settings)
+        tune_gc()
         worker = faust.Worker(app, loglevel=settings.log_level, loop=loop, quiet=True,
                               logging_config=logging_config(settings.log_format, settings.log_level))
         try:
@@ -40,3 +42,22 @@ def run_worker(settings: Settings) -> int:
     finally:
         if broker:
             broker.stop()
+
+
+#: Collections of the youngest generation run every this many net allocations (CPython: 700).
+GC_GEN0_THRESHOLD = 5000
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper cyclic garbage collections for the worker's long-lived heap.
+
+    Measured on the live bench (bench/live_bench.py, 40,000 events): CPython's default
+    thresholds spent 6.6% of the worker's time in the collector (220 young collections of
+    ~0.5 ms, 20 middle ones of ~4 ms, 2 full ones of ~60 ms over ~5 s), walking the modules,
+    the app and the table again and again. Frozen start-up objects and a larger first
+    threshold: 2.0%. Reference counting still frees everything without cycles at once;
+    only cyclic garbage waits a little longer.
+    """
+    gc.collect()
+    gc.freeze()  # start-up objects (modules, Faust's app) are never collected: skip them
+    gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)
