@@ -10,7 +10,7 @@
   order, duplicate event ids), a trigger sent per rule that fires.
 
 Both use the worker's Faust settings (memory store, standby replica, changelog,
-group timeouts) and serve the number of events consumed on GET /count, so the
+group timeouts, producer linger and batch size) and serve the number of events consumed on GET /count, so the
 benchmark measures all three the same way.
 """
 
@@ -26,6 +26,11 @@ from typing import Any
 
 import faust
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from streams.app import PRODUCER_LINGER_S, PRODUCER_MAX_BATCH_SIZE  # noqa: E402  (the worker's settings)
+
 DAY_MS = 86_400_000
 WINDOW_MS = {"grocery": 7 * DAY_MS, "fashion": 30 * DAY_MS, "home": 60 * DAY_MS}
 REQUIRED = {"order": ("order_id", "category", "amount"), "delivery": ("order_id", "status"),
@@ -38,6 +43,7 @@ def make_app(kind: str, bootstrap: str, prefix: str, app_id: str, port: int, par
         topic_replication_factor=1, table_standby_replicas=1, web_port=port, web_host="127.0.0.1",
         web_bind="127.0.0.1", autodiscover=False, broker_rebalance_timeout=6.0, broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0, consumer_auto_offset_reset="earliest", producer_acks=-1,
+        producer_linger=PRODUCER_LINGER_S, producer_max_batch_size=PRODUCER_MAX_BATCH_SIZE,
         datadir=str(Path(tempfile.gettempdir()) / f"churn-bench-{app_id}"),
     )
     inputs = [f"{prefix}{t}" for t in ("orders", "deliveries", "courier-ratings", "customer-consent")]
