@@ -78,6 +78,10 @@ class Merger(Generic[T]):
         queues = self.queues.get(partition)
         if not queues:
             return
+        # Asked at most once per topic per call: nothing is received while this runs, so
+        # only the end offsets the consumer learns meanwhile could change the answer, and
+        # those are as stale as ever a moment later (it was one lookup per topic per item).
+        answers: dict[int, bool] = {}
         while True:
             best: deque[Held[T]] | None = None
             oldest = now
@@ -88,8 +92,11 @@ class Merger(Generic[T]):
                     if best is None or head.ts < best[0].ts:
                         best = q
                     oldest = min(oldest, head.arrived)
-                elif not waiting and unread(i):
-                    waiting = True
+                elif not waiting:
+                    behind = answers.get(i)
+                    if behind is None:
+                        behind = answers[i] = unread(i)
+                    waiting = behind
             if best is None:
                 return
             if waiting and now - oldest < self.max_wait_ms and self.held <= self.max_held:

@@ -30,6 +30,21 @@ def test_messages_go_out_lowest_event_time_first_across_topics():
     assert m.held == 0
 
 
+def test_each_topic_is_asked_for_unread_messages_once_per_release():
+    """Nothing is received while a release runs: one answer per topic is enough (it was one per item)."""
+    m: Merger[str] = Merger(n_topics=3, max_wait_ms=1000, max_held=100)
+    for offset in range(5):
+        m.add(0, RATINGS, offset, T0 + offset, 0, f"rating@{offset}")
+    asked: list[int] = []
+
+    def unread(i: int) -> bool:
+        asked.append(i)
+        return False
+
+    assert len(list(m.release(0, 0, unread))) == 5
+    assert sorted(asked) == [0, 1, 2]  # each once (the last: ratings, once they ran out)
+
+
 def test_a_topic_with_unread_messages_holds_the_partition_back_until_they_come_or_the_wait_ends():
     m: Merger[str] = Merger(n_topics=2, max_wait_ms=1000, max_held=100)
     m.add(0, RATINGS, 7, T0 + 30, 5_000, "rating@30")
