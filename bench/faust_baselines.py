@@ -10,8 +10,9 @@
   order, duplicate event ids), a trigger sent per rule that fires.
 
 Both use the worker's Faust settings (memory store, standby replica, changelog,
-group timeouts, producer linger and batch size) and serve the number of events consumed on GET /count, so the
-benchmark measures all three the same way.
+group timeouts, producer linger and batch size, records per poll) and serve the
+number of events consumed on GET /count, so the benchmark measures all three
+the same way.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import faust
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from streams.app import PRODUCER_LINGER_S, PRODUCER_MAX_BATCH_SIZE  # noqa: E402  (the worker's settings)
+from streams.app import MAX_POLL_RECORDS, PRODUCER_LINGER_S, PRODUCER_MAX_BATCH_SIZE  # noqa: E402  (the worker's)
 
 DAY_MS = 86_400_000
 WINDOW_MS = {"grocery": 7 * DAY_MS, "fashion": 30 * DAY_MS, "home": 60 * DAY_MS}
@@ -44,6 +45,7 @@ def make_app(kind: str, bootstrap: str, prefix: str, app_id: str, port: int, par
         web_bind="127.0.0.1", autodiscover=False, broker_rebalance_timeout=6.0, broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0, consumer_auto_offset_reset="earliest", producer_acks=-1,
         producer_linger=PRODUCER_LINGER_S, producer_max_batch_size=PRODUCER_MAX_BATCH_SIZE,
+        broker_max_poll_records=MAX_POLL_RECORDS,
         datadir=str(Path(tempfile.gettempdir()) / f"churn-bench-{app_id}"),
     )
     inputs = [f"{prefix}{t}" for t in ("orders", "deliveries", "courier-ratings", "customer-consent")]

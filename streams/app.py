@@ -34,6 +34,9 @@ log = logging.getLogger("churn_signals")
 #: the previous one is answered), in batches of up to this many bytes per partition.
 PRODUCER_LINGER_S = 0.01
 PRODUCER_MAX_BATCH_SIZE = 256 * 1024
+#: Records one poll hands over at most (aiokafka's default: all it has fetched, ~10,000 in the
+#: bench's backlog); also used by the bench baselines.
+MAX_POLL_RECORDS = 2000
 
 #: Changelog key of the tombstone closing each flush (never a customer id: ids are printable).
 END_MARK = "\x00end-of-flush"
@@ -106,6 +109,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
         # of one per trigger, and a commit's changelog burst in one request per partition.
         producer_linger=PRODUCER_LINGER_S,
         producer_max_batch_size=PRODUCER_MAX_BATCH_SIZE,
+        broker_max_poll_records=MAX_POLL_RECORDS,
     )
     # Faust's sensor metrics go to our registry: one /metrics page serves both.
     app.monitor = faust_monitor(metrics.registry)
