@@ -183,7 +183,7 @@ def faust_monitor(registry: CollectorRegistry) -> Any:
     from faust.sensors.monitor import Monitor
     from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
-    class CachedPrometheusMonitor(PrometheusMonitor):  # type: ignore[misc]
+    class CachedPrometheusMonitor(PrometheusMonitor):
         def __init__(self, metrics: FaustMetrics, **kwargs: Any) -> None:
             super().__init__(metrics, **kwargs)
             self._tp_series: dict[Any, tuple[Any, Any]] = {}

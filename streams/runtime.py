@@ -179,17 +179,15 @@ class Runtime:
         ev = self._decode(topic, partition, offset, key, value, timestamp, headers)
         took = perf_counter() - start  # decoding; applying is added when the merge releases it
         if isinstance(ev, Outgoing):
-            behind = self.merger.tail_ts(partition, index)
-            if behind is None:
+            ts = self.merger.tail_ts(partition, index)
+            if ts is None:
                 self.merger.skip(partition, index, offset)
                 self.metrics.detection_seconds.observe(took)
                 yield handle, self._dead(topic, partition, offset, ev)
                 return
-            self.merger.add(partition, index, offset, behind, self.wall_ms(),
-                            (handle, topic, partition, offset, ev, took))
         else:
-            self.merger.add(partition, index, offset, ev.ts, self.wall_ms(),
-                            (handle, topic, partition, offset, ev, took))
+            ts = ev.ts
+        self.merger.add(partition, index, offset, ts, self.wall_ms(), (handle, topic, partition, offset, ev, took))
         yield from self.release(partition, unread)
 
     def release(self, partition: int, unread: Unread) -> Iterator[tuple[Any, list[Outgoing]]]:
@@ -199,26 +197,25 @@ class Runtime:
         def unread_topic(i: int) -> bool:
             return unread((inputs[i], partition), position(i, partition))
 
-        observe = self.metrics.detection_seconds.observe
-        for handle, topic, p, offset, ev, took in self.merger.release(partition, self.wall_ms(), unread_topic):
-            self._forget_unfinished()
-            if isinstance(ev, Outgoing):  # a dead letter that waited behind held events
-                observe(took)
-                yield handle, self._dead(topic, p, offset, ev)
-                continue
-            start = perf_counter()
-            records = self._apply(topic, p, offset, ev)
-            observe(took + perf_counter() - start)  # one observation per message: decode + apply
-            yield handle, records
+        for item in self.merger.release(partition, self.wall_ms(), unread_topic):
+            yield self._released(*item)
 
     def drain(self) -> Iterator[tuple[Any, list[Outgoing]]]:
         """Process everything held, without waiting (before Faust revokes partitions or stops)."""
-        for handle, topic, p, offset, ev, _took in self.merger.drain():
-            self._forget_unfinished()
-            if isinstance(ev, Outgoing):
-                yield handle, self._dead(topic, p, offset, ev)
-            else:
-                yield handle, self._apply(topic, p, offset, ev)
+        for item in self.merger.drain():
+            yield self._released(*item)
+
+    def _released(self, handle: Any, topic: str, partition: int, offset: int, ev: Event | Outgoing,
+                  took: float) -> tuple[Any, list[Outgoing]]:
+        """A held message's turn: apply it (or send the dead letter that waited behind held events)."""
+        self._forget_unfinished()
+        if isinstance(ev, Outgoing):
+            self.metrics.detection_seconds.observe(took)
+            return handle, self._dead(topic, partition, offset, ev)
+        start = perf_counter()
+        records = self._apply(topic, partition, offset, ev)
+        self.metrics.detection_seconds.observe(took + perf_counter() - start)  # once per message
+        return handle, records
 
     def _count(self, topic: str, outcome: str) -> None:
         # The labelled child, looked up once per (topic, outcome): .labels() per event
