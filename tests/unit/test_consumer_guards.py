@@ -1,0 +1,80 @@
+"""The guard the worker puts on Faust's consumer (streams/app.py).
+
+A stand-in consumer records what Faust's recovery would cause: which partitions
+are resumed, and when, relative to the seek to the committed offsets. The
+broker-level proof is the fault tests' restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, NamedTuple
+
+import pytest
+
+from streams.app import seek_before_fetch
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+ORDERS, CHANGELOG = TP("orders", 0), TP("app-customers-changelog", 0)
+
+
+class Consumer:
+    def __init__(self, fail_seek: bool = False) -> None:
+        self.assigned = {ORDERS, CHANGELOG}
+        self.active: set[TP] = set()
+        self.active_during_seek: set[TP] | None = None
+        self.fail_seek = fail_seek
+
+    def resume_partitions(self, tps: Any) -> None:
+        self.active |= set(tps)
+
+    async def perform_seek(self) -> None:
+        self.active_during_seek = set(self.active)
+        await asyncio.sleep(0)  # the fetcher runs while the seek waits for the broker
+        if self.fail_seek:
+            raise RuntimeError("seek failed")
+
+    def assignment(self) -> set[TP]:
+        return self.assigned
+
+
+def _guarded(**kwargs: Any) -> Consumer:
+    c = Consumer(**kwargs)
+    seek_before_fetch(c, lambda tp: tp.topic.endswith("-changelog"))
+    return c
+
+
+def test_input_partitions_resume_only_once_the_seek_is_done() -> None:
+    c = _guarded()
+    c.resume_partitions({ORDERS, CHANGELOG})  # what recovery does right before the seek
+    assert c.active == {CHANGELOG}, "changelogs must go on being read: recovery needs them"
+    asyncio.run(c.perform_seek())
+    assert c.active_during_seek == {CHANGELOG}, "input was fetchable while the seek moved its offsets"
+    assert c.active == {ORDERS, CHANGELOG}
+
+
+def test_a_failed_seek_does_not_leave_the_input_paused() -> None:
+    c = _guarded(fail_seek=True)
+    c.resume_partitions({ORDERS})
+    with pytest.raises(RuntimeError):
+        asyncio.run(c.perform_seek())
+    assert ORDERS in c.active
+
+
+def test_a_partition_revoked_meanwhile_is_not_resumed() -> None:
+    c = _guarded()
+    c.resume_partitions({ORDERS})
+    c.assigned = {CHANGELOG}  # a new rebalance took it away before the seek ended
+    asyncio.run(c.perform_seek())
+    assert ORDERS not in c.active
+
+
+def test_a_seek_without_a_pending_resume_changes_nothing() -> None:
+    c = _guarded()
+    asyncio.run(c.perform_seek())
+    assert c.active == set()
