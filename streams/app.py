@@ -104,6 +104,20 @@ def seek_before_fetch(consumer: Any, is_changelog: Callable[[Any], bool]) -> Non
     consumer.perform_seek = perform_seek
 
 
+def count_offset_gaps(consumer: Any, metrics: Metrics, inputs: set[str]) -> None:
+    """Count the offset jumps Faust's consumer records as committable gaps (metric offset_gaps)."""
+    add_gap = consumer._add_gap
+
+    async def counted(tp: Any, offset_from: int, offset_to: int) -> None:
+        if tp.topic in inputs:
+            log.warning("consumer skipped offsets %d..%d of %s[%d]; they count as processed",
+                        offset_from, offset_to - 1, tp.topic, tp.partition)
+            metrics.offset_gaps.labels(tp.topic).inc()
+        await add_gap(tp, offset_from, offset_to)
+
+    consumer._add_gap = counted
+
+
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -291,6 +305,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
 
     consumer.wait_empty = wait_empty  # type: ignore[method-assign]
     seek_before_fetch(consumer, lambda tp: tp.topic in app.tables.changelog_topics)
+    count_offset_gaps(consumer, metrics, set(t.inputs))
 
     stale_ms = max(2000, int(settings.tick_interval_s * 2000))
 

@@ -132,6 +132,11 @@ class Metrics:
             "churn_sweep_duration_seconds", "Time to fire the due deadlines of one clock tick.",
             buckets=_SWEEP_BUCKETS, registry=r,
         )
+        self.offset_gaps = Counter(
+            "churn_consumer_offset_gaps_total", "Jumps in the input offsets the consumer received, by topic. "
+            "Faust commits the offsets skipped as if processed; 0 unless input topics are compacted or "
+            "transactional.", ["topic"], registry=r,
+        )
         self.consumer_lag = Gauge(
             "churn_consumer_lag_messages", "End offset minus committed offset of each input partition "
             "this worker actively owns.", ["topic", "partition"], registry=r,
@@ -150,6 +155,7 @@ class Metrics:
         for topic in input_topics:
             for outcome in EVENT_OUTCOMES:
                 self.events.labels(topic, outcome)
+            self.offset_gaps.labels(topic)
         for group in RETURN_GROUPS:
             self.returns.labels(group)
         for reason in DLQ_REASONS:

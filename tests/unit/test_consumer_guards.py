@@ -1,8 +1,9 @@
-"""The guard the worker puts on Faust's consumer (streams/app.py).
+"""The two guards the worker puts on Faust's consumer (streams/app.py).
 
 A stand-in consumer records what Faust's recovery would cause: which partitions
 are resumed, and when, relative to the seek to the committed offsets. The
-broker-level proof is the fault tests' restarts.
+broker-level proof is in the fault tests: a restarted worker whose consumer saw
+an offset jump fails them (tests/faults/harness.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from streams.app import seek_before_fetch
+from streams.app import count_offset_gaps, seek_before_fetch
+from streams.metrics import Metrics
 
 
 class TP(NamedTuple):
@@ -29,6 +31,7 @@ class Consumer:
         self.active: set[TP] = set()
         self.active_during_seek: set[TP] | None = None
         self.fail_seek = fail_seek
+        self.gaps: list[tuple[TP, int, int]] = []
 
     def resume_partitions(self, tps: Any) -> None:
         self.active |= set(tps)
@@ -41,6 +44,9 @@ class Consumer:
 
     def assignment(self) -> set[TP]:
         return self.assigned
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        self.gaps.append((tp, offset_from, offset_to))
 
 
 def _guarded(**kwargs: Any) -> Consumer:
@@ -78,3 +84,13 @@ def test_a_seek_without_a_pending_resume_changes_nothing() -> None:
     c = _guarded()
     asyncio.run(c.perform_seek())
     assert c.active == set()
+
+
+def test_offset_jumps_on_input_topics_are_counted_and_still_recorded() -> None:
+    c, metrics = Consumer(), Metrics()
+    metrics.initialise(("orders",), "test", "cfg")
+    count_offset_gaps(c, metrics, {"orders"})
+    asyncio.run(c._add_gap(ORDERS, 70, 88))
+    asyncio.run(c._add_gap(CHANGELOG, 3, 5))  # changelogs are compacted: their jumps are normal
+    assert c.gaps == [(ORDERS, 70, 88), (CHANGELOG, 3, 5)]
+    assert metrics.registry.get_sample_value("churn_consumer_offset_gaps_total", {"topic": "orders"}) == 1
