@@ -68,21 +68,26 @@ codecs.register("churn_state", _StateCodec())
 codecs.register("churn_utf8", _Utf8Codec())
 
 
-def seek_before_fetch(consumer: Any, is_changelog: Callable[[Any], bool]) -> None:
+def seek_before_fetch(consumer: Any, is_changelog: Callable[[Any], bool]) -> Callable[[bool], list[Any]]:
     """Keep input partitions paused until they are seeked to their committed offsets.
 
     After a rebalance, Faust's recovery resumes the input partitions and then seeks them
     to the committed offsets, while its fetcher (started to read the changelogs) runs.
-    Input records fetched in between went to the agent, and the seek then moved Faust's
-    read offset back below them: the next record looked like a jump in offsets, which
-    Faust records as a gap it may commit (messages still held for the event-time merge
-    could be committed unprocessed), and the records fetched again after the seek were
-    dropped as already read. A restarted worker lost an input message about one run in
-    ten (docs/reliability.md). Faust resumes input partitions only right before such a
-    seek, so the resume now waits for the seek.
+    Input records fetched in between were handed on for processing, and the seek then
+    moved Faust's read offset back below them: the next record looked like a jump in
+    offsets, which Faust records as a gap it may commit (messages still held for the
+    event-time merge could be committed unprocessed), and the records fetched again after
+    the seek were dropped as already read. A restarted worker lost an input message about
+    one run in ten (docs/reliability.md). Faust resumes input partitions only right before
+    such a seek, so the resume now waits for the seek.
+
+    Returns `unstick(settled)`, for a periodic check: with no rebalance under way
+    (`settled`), an input partition found paused at two calls in a row is resumed and
+    returned. None is expected; it keeps a missed resume from stopping the worker's input.
     """
     resume, seek = consumer.resume_partitions, consumer.perform_seek
     waiting: set[Any] = set()
+    suspects: set[Any] = set()
 
     def resume_partitions(tps: Iterable[Any]) -> None:
         tps = set(tps)
@@ -96,12 +101,26 @@ def seek_before_fetch(consumer: Any, is_changelog: Callable[[Any], bool]) -> Non
             await seek()
         finally:  # also when the seek fails or a new rebalance cancels it: never left paused
             if waiting:
-                tps = waiting & set(consumer.assignment())
+                tps = set(waiting)
                 waiting.clear()
                 resume(tps)
 
+    def unstick(settled: bool) -> list[Any]:
+        if not settled:
+            suspects.clear()
+            return []
+        paused = waiting | {tp for tp in consumer._paused_partitions if not is_changelog(tp)}
+        stuck = sorted(paused & suspects)
+        suspects.clear()
+        suspects.update(paused.difference(stuck))
+        if stuck:
+            waiting.difference_update(stuck)
+            resume(stuck)
+        return stuck
+
     consumer.resume_partitions = resume_partitions
     consumer.perform_seek = perform_seek
+    return unstick
 
 
 def count_offset_gaps(consumer: Any, metrics: Metrics, inputs: set[str]) -> None:
@@ -304,7 +323,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
         await consumer_wait_empty()
 
     consumer.wait_empty = wait_empty  # type: ignore[method-assign]
-    seek_before_fetch(consumer, lambda tp: tp.topic in app.tables.changelog_topics)
+    unstick = seek_before_fetch(consumer, lambda tp: tp.topic in app.tables.changelog_topics)
     count_offset_gaps(consumer, metrics, set(t.inputs))
 
     stale_ms = max(2000, int(settings.tick_interval_s * 2000))
@@ -380,6 +399,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     async def gauges() -> None:
         runtime.refresh_gauges()
         readiness()
+        settled = not app.rebalancing and not app.should_stop and app.tables.recovery.completed.is_set()
+        stuck = unstick(settled)
+        if stuck:
+            log.warning("input partitions %s were still paused after the rebalance; resumed",
+                        ", ".join(f"{tp.topic}[{tp.partition}]" for tp in stuck))
 
     @app.timer(30.0)
     async def customers_gauge() -> None:
