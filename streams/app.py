@@ -1,10 +1,11 @@
-"""The Faust application: topics, the customer table, the detector agent and the clock.
+"""The Faust application: topics, the customer table, the detector handler and the clock.
 
-One agent consumes the four input topics and the clock topic together, so every
-table write happens inside stream iteration (a timer cannot write a table,
-DESIGN.md section 4) and on the partition the message came from. The clock timer
-only *sends* ticks, and only for partitions this worker actively owns, so
-standby replicas never fire anything.
+One handler consumes the four input topics and the clock topic together, called
+by Faust's fetch loop for each message (streams/intake.py), so the state of a
+customer changes on the partition the message came from, and the clock goes
+through a topic like the input (a timer cannot write a table, DESIGN.md section
+4). The clock timer only *sends* ticks, and only for partitions this worker
+actively owns, so standby replicas never fire anything.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from faust.serializers import codecs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.health import broker_reachable
+from streams.intake import drain_messages, finisher
 from streams.metrics import Metrics, faust_monitor
 from streams.runtime import Outgoing, Runtime, headers_list
 from streams.settings import Settings
@@ -254,7 +256,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
                 await acknowledged(marks, "changelog end marks")
 
     producer.flush = flush_logged  # type: ignore[method-assign]
-    sources = app.topic(*t.inputs, t.clock, key_serializer="raw", value_serializer="raw")
     clock = app.topic(t.clock, key_serializer="raw", value_serializer="raw")
     out_topics = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
                   for name in (t.triggers, t.audit, t.dlq)}
@@ -270,11 +271,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
             fut.add_done_callback(unsent.discard)
         runtime.write_state()
 
+    finish = finisher(app)
+
     def process(items: Iterable[tuple[Any, list[Outgoing]]]) -> None:
         """Emit each processed message's records, then acknowledge the message."""
         for held, records in items:
             emit(records)
-            held.ack()
+            finish(held)
 
     def unread(tp: tuple[str, int], position: int | None) -> bool:
         """Whether the broker holds messages of `tp` this worker has not received (unknown: yes)."""
@@ -285,21 +288,27 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
             position = app.consumer._committed_offset.get(faust.types.TP(*tp)) or 0
         return position < end
 
-    @app.agent(sources, name="detect")
-    async def detect(stream: Any) -> None:
-        # Processing a message never awaits: it is done (state staged, outputs handed to the
-        # producer) before the next one is read, and a cancelled agent leaves nothing half done.
-        async for event in stream.events():
-            msg = event.message
-            if msg.topic == t.clock:
-                process(runtime.release(msg.partition, unread))  # held ones that waited long enough
-                emit(runtime.on_tick(msg.partition, msg.value))
-                continue
-            # Held until it can go in event-time order (streams/merge.py): the extra reference
-            # keeps its offset uncommitted until it is processed and acknowledged below.
-            msg.incref()
-            process(runtime.receive(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
-                                    msg.timestamp, headers_list(msg.headers), event, unread))
+    def handle(msg: Any) -> None:
+        # Called by the fetch loop for each message of the input and clock topics, no agent or
+        # stream between (streams/intake.py). It never awaits: the message is done (state
+        # staged, outputs handed to the producer, acknowledged) or held when this returns,
+        # and a cancelled fetch loop leaves nothing half done.
+        if msg.topic == t.clock:
+            process(runtime.release(msg.partition, unread))  # held ones that waited long enough
+            emit(runtime.on_tick(msg.partition, msg.value))
+            finish(msg)
+            return
+        # Held until it can go in event-time order (streams/merge.py): unacknowledged, its
+        # offset stays uncommitted until it is processed and acknowledged in process().
+        process(runtime.receive(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
+                                msg.timestamp, headers_list(msg.headers), msg, unread))
+
+    # Subscribed and acknowledged like an agent's topic, without the agent: the fetch loop
+    # hands these messages to handle() (Faust's per-message delivery was most of the
+    # worker's time, docs/performance.md); changelogs still go through Faust's conductor.
+    sources = app.topic(*t.inputs, t.clock, key_serializer="raw", value_serializer="raw")
+    app.topics.add(sources)
+    app.consumer._drain_messages = drain_messages(app, set(sources.topics), handle)  # type: ignore[method-assign]
 
     @app.timer(max(0.1, min(0.5, settings.merge_wait_ms / 2000)))
     async def release_waited() -> None:
