@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from time import monotonic
 from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -44,6 +45,9 @@ def drain_messages(
     consumer = app.consumer
     flow_control = app.flow_control
     track = consumer.track_message
+    # What Faust's stream sensor records per event, and its livelock check reads: without it,
+    # a partition behind by more than `stream_processing_timeout` logs "not processing".
+    inbound_time = app.monitor.stream_inbound_time
     producer_buffer = app.producer.buffer
 
     async def _drain_messages(fetcher: Any) -> None:  # pragma: no cover (the fault tests run it)
@@ -87,6 +91,7 @@ def drain_messages(
                                 # Faust's stream drops these too (fetched before a rebalance).
                                 if flow_control.is_active() and message.generation_id == app.consumer_generation_id:
                                     track(message)
+                                    inbound_time[tp] = monotonic()
                                     handle(message)
                             else:
                                 await consumer.wait_first(callback(message), consumer.suspend_flow.wait())
