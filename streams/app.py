@@ -230,6 +230,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
         # is awaited here (the outage fault test lost orders to a commit without that).
         async with flushing:
             sealed = runtime.seal_state()
+            await send_outbox()  # the outputs of every message sealed are in `unsent` after this
+            if failed:
+                raise RuntimeError("output records failed: not committing") from failed[0]
             outputs = set(unsent)
             await producer_flush()
             await acknowledged(outputs, "output records")
@@ -260,15 +263,49 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     out_topics = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
                   for name in (t.triggers, t.audit, t.dlq)}
 
+    # Records handed over by emit() and not sent yet, in the order they were emitted. Sent by
+    # one task at a time (send_outbox), not through Faust's send buffer: that buffer sends one
+    # record per turn of the event loop, and the fetch loop handles 100 messages per turn
+    # (streams/intake.py), so it filled past its 100 records ("producer buffer full").
+    outbox: list[Outgoing] = []
+    sending = asyncio.Lock()  # one sender at a time: records of a customer keep their order
+    failed: list[BaseException] = []  # outputs the producer gave up on: no commit from here on
+
+    def sent(fut: asyncio.Future[Any]) -> None:
+        unsent.discard(fut)
+        if not fut.cancelled() and fut.exception() is not None:
+            failed.append(fut.exception())  # type: ignore[arg-type]
+
+    async def send_outbox() -> None:
+        async with sending:
+            while outbox:
+                batch = outbox[:]
+                outbox.clear()
+                for i, r in enumerate(batch):
+                    try:
+                        fut = await out_topics[r.topic].send(key=r.key, value=r.value, headers=r.headers,
+                                                             timestamp=r.timestamp)
+                    except BaseException as exc:
+                        outbox[:0] = batch[i:]  # not handed to the producer: the next send retries them
+                        if not isinstance(exc, asyncio.CancelledError):
+                            failed.append(exc)
+                        raise
+                    unsent.add(fut)
+                    fut.add_done_callback(sent)
+
+    def send_soon() -> None:
+        task = asyncio.ensure_future(send_outbox())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None
+                               or log.error("sending outputs failed", exc_info=t.exception()))
+
     def emit(records: list[Outgoing]) -> None:
-        # Handed to the producer, not awaited: the next event needs no round trip to the
+        # Queued for the producer, not awaited: the next event needs no round trip to the
         # broker. The message's state waits in the write-back cache, and the flush before
         # the next commit sends it only after these are acknowledged (flush_logged).
-        for r in records:
-            fut = out_topics[r.topic].send_soon(key=r.key, value=r.value, headers=r.headers,
-                                                timestamp=r.timestamp)
-            unsent.add(fut)
-            fut.add_done_callback(unsent.discard)
+        if records:
+            if not outbox:
+                send_soon()
+            outbox.extend(records)
         runtime.write_state()
 
     finish = finisher(app)
