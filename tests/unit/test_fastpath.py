@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -58,3 +60,35 @@ def test_fast_event_time_is_the_reference_event_time_or_none(value):
     ms = fast_epoch_ms(value)
     if ms is not None:
         assert ms == to_epoch_ms(value)
+
+
+def _fromiso_reference(value: str) -> int | None:
+    """What the accept path read before it parsed digits itself: fromisoformat of a canonical string."""
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z", value) is None:
+        return None
+    try:
+        return (datetime.fromisoformat(value) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    except ValueError:
+        return None
+
+
+@settings(max_examples=5000, deadline=None)
+@given(year=st.integers(0, 9999), month=st.integers(0, 13), day=st.integers(0, 32), hour=st.integers(0, 25),
+       minute=st.integers(0, 61), second=st.integers(0, 61), fraction=st.text("0123456789", max_size=8),
+       dot=st.booleans(), tail=st.sampled_from(["Z", "z", "", "+00:00", "ZZ"]))
+def test_fast_event_time_reads_digits_as_fromisoformat_does(year, month, day, hour, minute, second, fraction,
+                                                            dot, tail):
+    text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
+    text += ("." if dot else "") + fraction + tail
+    assert fast_epoch_ms(text) == _fromiso_reference(text)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)), st.integers(0, 6))
+def test_fast_event_time_of_valid_canonical_times(dt, digits):
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{dt.microsecond:06d}"[: digits + 1] if digits else "") + "Z"
+    if dt.year < 1000:
+        text = f"{dt.year:04d}" + text[text.index("-"):]
+    assert fast_epoch_ms(text) == _fromiso_reference(text)
+    assert fast_epoch_ms(text.replace("T", "t")) is None
+    assert fast_epoch_ms(text.replace("-", "\u0662", 1)) is None
