@@ -23,20 +23,24 @@ CONTENT_TYPE = "application/cloudevents+json"
 
 
 _DAYS: dict[int, str] = {}
+#: "00".."99" and "000".."999": f-string format specs cost ~1 µs per timestamp compiled.
+_TWO: list[str] = [f"{i:02d}" for i in range(100)]
+_THREE: list[str] = [f"{i:03d}" for i in range(1000)]
 
 
 def iso_ms(ms: int) -> str:
     """RFC 3339 UTC with milliseconds, e.g. 2026-01-02T03:04:05.678Z."""
-    day, rem = divmod(ms, 86_400_000)
+    day = ms // 86_400_000
     date = _DAYS.get(day)
     if date is None:  # each day is formatted once (bounded cache)
         if len(_DAYS) > 4096:
             _DAYS.clear()
         date = _DAYS[day] = f"{datetime.fromtimestamp(day * 86_400, tz=UTC):%Y-%m-%dT}"
-    sec, milli = divmod(rem, 1000)
-    hour, sec = divmod(sec, 3600)
-    minute, sec = divmod(sec, 60)
-    return f"{date}{hour:02d}:{minute:02d}:{sec:02d}.{milli:03d}Z"
+    rem = ms - day * 86_400_000
+    sec = rem // 1000
+    two = _TWO
+    return "".join((date, two[sec // 3600], ":", two[sec // 60 % 60], ":", two[sec % 60], ".", _THREE[rem % 1000],
+                    "Z"))
 
 
 def trigger_id(customer_id: str, kind: str, episode: str, stage: str) -> str:
