@@ -101,3 +101,21 @@ def test_kept_favourite_is_the_recomputed_one_after_every_order(orders, round_tr
         if round_trip:
             s = CustomerState.decode(s.encode())
         assert s.fav == s.favourite_category()
+
+
+def test_the_deadline_index_holds_every_customers_next_deadline_after_each_event():
+    """Deliveries and consent skip the deadline recomputation: it must be the one a full one gives."""
+    dec = EventDecoder()
+    engine = Engine()
+    core = PartitionCore(engine, {})
+    events = SampleGenerator(seed=9, customers=60).history(1_790_000_000_000, days=200)
+    middle = len(events) // 2
+    events.insert(middle, {"event_id": "consent-1", "type": "consent", "customer_id": events[0]["customer_id"],
+                           "occurred_at": events[middle]["occurred_at"], "channel": "all", "granted": False})
+    for i, e in enumerate(events):
+        ev = dec.validate(e)
+        core.apply(ev)
+        assert core.index.get(ev.customer_id) == engine.next_deadline(core.store[ev.customer_id])
+        if i % 5 == 0:
+            core.advance(core.max_event)
+    assert all(core.index.get(c) == engine.next_deadline(s) for c, s in core.store.items())
