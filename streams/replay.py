@@ -18,9 +18,11 @@ Untidy input is handled, never dropped silently:
 
 from __future__ import annotations
 
+import gc
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +37,27 @@ LATE = "late"
 #: How many late events and rejects a result keeps for the report (all are counted).
 KEEP = 1000
 
+#: Young-generation threshold of the cyclic collector during a replay (CPython: 700).
+GC_GEN0_THRESHOLD = 50_000
+
 Observer = Callable[[Event | None, str, list[Decision], PartitionCore], None]
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often for the length of a replay.
+
+    A replay allocates a few container objects per event (the parsed event, decisions,
+    heap entries) and frees nearly all of them at once by reference counting; with
+    CPython's default thresholds the collector still ran every 700 allocations and walked
+    the customer states each time (~5% of a replay). Restored afterwards.
+    """
+    old = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 @dataclass
@@ -136,6 +158,10 @@ class Replayer:
                 self.observer(None, "deadline", fired, core)
 
     def run(self, items: Iterable[Item], progress: Progress | None = None) -> ReplayResult:
+        with fewer_collections():
+            return self._run(items, progress)
+
+    def _run(self, items: Iterable[Item], progress: Progress | None) -> ReplayResult:
         res = self.result
         until, lateness = self.until_ms, self.lateness_ms
         apply, reject = self._apply, self._reject
