@@ -14,6 +14,12 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from typing import Final
+
+#: "No deadline" for the detectors' integer deadline functions: later than any real one
+#: (year 9999 is ~2.5e14 ms), so the earliest of several is a plain `min`, and a plain int
+#: keeps the compiled core from allocating an object per `int | None` result.
+NEVER: Final = 1 << 61
 
 
 class DeadlineIndex:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 from detectors import basket, delivery, favourite, frequency, rating, returns, rfm, silence, suppression
 from detectors.config import DAY_MS, DetectorConfig
+from detectors.deadlines import NEVER
 from detectors.decision import Decision
 from detectors.state import MAX_CATEGORIES, RECENT, SEEN, CustomerState, event_hash
 from schemas import Event
@@ -43,25 +44,32 @@ class Engine:
     def _due(self, st: CustomerState) -> tuple[int, _Fire] | None:
         """Earliest raw deadline and the detector that owns it (silence first on ties)."""
         cfg = self.cfg
-        best = silence.next_deadline(cfg, st)
+        best = silence.deadline_ms(cfg, st)
         fire: _Fire = silence.on_deadline
-        d = frequency.next_deadline(cfg, st)
-        if d is not None and (best is None or d < best):
+        d = frequency.deadline_ms(cfg, st)
+        if d < best:
             best, fire = d, frequency.on_deadline
-        d = rating.next_deadline(st)
-        if d is not None and (best is None or d < best):
+        d = rating.deadline_ms(st)
+        if d < best:
             best, fire = d, rating.on_deadline
-        return None if best is None else (best, fire)
+        return None if best == NEVER else (best, fire)
+
+    def _due_ms(self, st: CustomerState) -> int:
+        """The earliest raw deadline of `_due`, NEVER for none, without building the pair."""
+        cfg = self.cfg
+        return min(silence.deadline_ms(cfg, st), frequency.deadline_ms(cfg, st), rating.deadline_ms(st))
 
     def next_deadline(self, st: CustomerState) -> int | None:
         """When this customer next needs the clock, lateness allowance included."""
-        due = self._due(st)
-        return None if due is None else due[0] + self.cfg.allowed_lateness_ms
+        d = self._due_ms(st)
+        return None if d == NEVER else d + self.cfg.allowed_lateness_ms
 
     def fire_due(self, st: CustomerState, customer_id: str, now: int) -> list[Decision]:
         """Fire every deadline due at `now`, in deadline order."""
         effective = now - self.cfg.allowed_lateness_ms
         out: list[Decision] = []
+        if self._due_ms(st) > effective:
+            return out  # the common case: nothing due
         while (due := self._due(st)) is not None and due[0] <= effective:
             out.extend(self._finish(st, due[1](self.cfg, st, customer_id, due[0])))
         return out

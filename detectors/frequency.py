@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 from detectors.config import DAY_MS, DetectorConfig
+from detectors.deadlines import NEVER
 from detectors.decision import Decision
 from detectors.state import RECENT, CustomerState
 
@@ -34,17 +35,27 @@ def _threshold(cfg: DetectorConfig, st: CustomerState) -> tuple[float, float] | 
 
 
 def next_deadline(cfg: DetectorConfig, st: CustomerState) -> int | None:
+    d = deadline_ms(cfg, st)
+    return None if d == NEVER else d
+
+
+def deadline_ms(cfg: DetectorConfig, st: CustomerState) -> int:
+    """next_deadline as a plain int, NEVER for none (the engine's hot path: no tuple, no boxing)."""
     if st.freq_fired or st.silence_stage > 0:
-        return None  # already firing, or superseded by a silence trigger in this episode
-    th = _threshold(cfg, st)
-    if th is None:
-        return None
+        return NEVER  # already firing, or superseded by a silence trigger in this episode
+    span = st.last_order - st.first_order
+    if st.n_orders < cfg.frequency_min_orders or span < cfg.frequency_min_span_ms:
+        return NEVER
+    # _threshold's count, computed the same way (same float operations, same order)
+    baseline = (st.n_orders - 1) / (span / DAY_MS)
+    k = min(cfg.frequency_drop_ratio * baseline * (cfg.frequency_window_ms / DAY_MS), float(RECENT))
     # count(t) = #{r in recent : r > t - W}; it is < k once count <= ceil(k) - 1 = j.
-    j = math.ceil(th[1]) - 1
-    m = len(st.recent)
+    j = math.ceil(k) - 1
+    recent = st.recent
+    m = len(recent)
     if j >= m:
         return st.last_order  # already below: fire at once
-    return max(st.recent[m - j - 1] + cfg.frequency_window_ms, st.last_order)
+    return max(recent[m - j - 1] + cfg.frequency_window_ms, st.last_order)
 
 
 def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: int) -> list[Decision]:

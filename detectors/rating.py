@@ -16,6 +16,7 @@ Must never: read the clock.
 from __future__ import annotations
 
 from detectors.config import DAY_MS, DetectorConfig
+from detectors.deadlines import NEVER
 from detectors.decision import Decision
 from detectors.state import CustomerState
 from schemas import Event
@@ -54,6 +55,11 @@ def on_rating(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decisio
 
 def next_deadline(st: CustomerState) -> int | None:
     return int(st.fu[0][0]) if st.fu else None
+
+
+def deadline_ms(st: CustomerState) -> int:
+    """next_deadline as a plain int, NEVER for none."""
+    return int(st.fu[0][0]) if st.fu else NEVER
 
 
 def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: int) -> list[Decision]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from detectors import cadence
 from detectors.config import DAY_MS, DetectorConfig
+from detectors.deadlines import NEVER
 from detectors.decision import SILENCE_STAGES, Decision
 from detectors.state import CustomerState
 
@@ -58,9 +59,15 @@ def stage_plan(cfg: DetectorConfig, st: CustomerState) -> list[tuple[int, int, s
 
 
 def next_deadline(cfg: DetectorConfig, st: CustomerState) -> int | None:
+    d = deadline_ms(cfg, st)
+    return None if d == NEVER else d
+
+
+def deadline_ms(cfg: DetectorConfig, st: CustomerState) -> int:
+    """next_deadline as a plain int, NEVER for none (the engine's hot path)."""
     stage = st.silence_stage
-    if st.n_orders == 0 or stage >= len(SILENCE_STAGES):
-        return None
+    if st.n_orders == 0 or stage >= 3:  # len(SILENCE_STAGES)
+        return NEVER
     if cfg.cadence is None or st.n_days < 2:  # category floor only: stage_plan's deadline, without the plan
         return st.last_order + (cfg.silence_lost_ms if stage == 2 else cfg.windows_for(st.fav)[stage])
     return stage_plan(cfg, st)[stage][0]
