@@ -138,15 +138,18 @@ class Replayer:
             self.on_reject(r)
 
     # -- the fold -----------------------------------------------------------
+    def _late(self, ev: Event) -> None:
+        res = self.result
+        res.late_count += 1
+        if len(res.late) < KEEP:
+            res.late.append((ev.event_id, ev.customer_id, ev.ts, self.core.clock - ev.ts))
+
     def _apply(self, ev: Event) -> None:
         core = self.core
         decisions, outcome = core.apply(ev)
         self.result.by_type[(ev.type, outcome)] += 1
         if outcome == LATE:
-            res = self.result
-            res.late_count += 1
-            if len(res.late) < KEEP:
-                res.late.append((ev.event_id, ev.customer_id, ev.ts, core.clock - ev.ts))
+            self._late(ev)
         if decisions:
             self._emit(decisions)
         fired = core.advance(core.max_event)
@@ -162,6 +165,26 @@ class Replayer:
             return self._run(items, progress)
 
     def _run(self, items: Iterable[Item], progress: Progress | None) -> ReplayResult:
+        if self.lateness_ms or self.observer is not None:
+            n = self._run_buffered(items, progress)
+        else:
+            n = self._run_in_order(items, progress)
+        res = self.result
+        res.events = n
+        until = self.until_ms
+        if until is not None:
+            fired = self.core.advance(until)
+            if fired:
+                self._emit(fired)
+                if self.observer is not None:
+                    self.observer(None, "deadline", fired, self.core)
+        res.clock = self.core.clock
+        if progress is not None:
+            progress.close(n)
+        return res
+
+    def _run_buffered(self, items: Iterable[Item], progress: Progress | None) -> int:
+        """The fold with the reorder buffer (allowed lateness) and the observer."""
         res = self.result
         until, lateness = self.until_ms, self.lateness_ms
         apply, reject = self._apply, self._reject
@@ -201,17 +224,40 @@ class Replayer:
                 apply(first)
         while heap:
             apply(pop(heap)[2])
-        res.events = n
-        if until is not None:
-            fired = self.core.advance(until)
+        return n
+
+    def _run_in_order(self, items: Iterable[Item], progress: Progress | None) -> int:
+        """`_run` without a reorder buffer or observer (the common case): `_apply` inlined.
+
+        Per event this is the whole interpreted part of a replay, so it keeps to local
+        names and one call into the core each for the event and the sweep.
+        """
+        res = self.result
+        until, reject, emit = self.until_ms, self._reject, self._emit
+        core = self.core
+        core_apply, advance, by_type = core.apply, core.advance, res.by_type
+        n = 0
+        for item in items:
+            if item.__class__ is Reject:
+                reject(item)  # type: ignore[arg-type]
+                continue
+            ev: Event = item  # type: ignore[assignment]
+            if until is not None and ev.ts > until:
+                res.after_until += 1
+                continue
+            n += 1
+            if progress is not None and not n & 4095:
+                progress.update(n)
+            decisions, outcome = core_apply(ev)
+            by_type[(ev.type, outcome)] += 1
+            if outcome == LATE:
+                self._late(ev)
+            if decisions:
+                emit(decisions)
+            fired = advance(core.max_event)
             if fired:
-                self._emit(fired)
-                if self.observer is not None:
-                    self.observer(None, "deadline", fired, self.core)
-        res.clock = self.core.clock
-        if progress is not None:
-            progress.close(n)
-        return res
+                emit(fired)
+        return n
 
 
 def replay(
