@@ -369,7 +369,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
         await consumer_wait_empty()
 
     consumer.wait_empty = wait_empty  # type: ignore[method-assign]
-    unstick = seek_before_fetch(consumer, lambda tp: tp.topic in app.tables.changelog_topics)
+    unstick = seek_before_fetch(consumer, consumer._is_changelog_tp)
     count_offset_gaps(consumer, metrics, set(t.inputs))
 
     stale_ms = max(2000, int(settings.tick_interval_s * 2000))
