@@ -74,12 +74,12 @@ class PartitionCore:
         if now < self.clock:
             return []
         self.clock = now
-        first = self.index.peek()
-        if first is None or first > now:
+        index = self.index
+        if not index.any_due(now):
             return []  # nothing due: the common case after an event
         out: list[Decision] = []
-        engine, store, index = self.engine, self.store, self.index
-        for customer_id in list(index.pop_due(now)):
+        engine, store = self.engine, self.store
+        for customer_id in index.pop_due(now):
             st = store.get(customer_id)
             if st is None:
                 continue

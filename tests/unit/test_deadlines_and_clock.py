@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from detectors.deadlines import DeadlineIndex
+from detectors.deadlines import BUCKET_BITS, DeadlineIndex
 from streams.clock import Watermarks
 
 
@@ -32,7 +34,7 @@ def test_index_compacts_stale_entries():
     idx = DeadlineIndex()
     for i in range(5000):
         idx.set("same", i)
-    assert len(idx._heap) < 3000
+    assert idx._entries < 3000
     assert list(idx.pop_due(10**9)) == ["same"]
 
 
@@ -44,6 +46,50 @@ def test_sweep_cost_is_proportional_to_due_not_to_size():
     assert popped == [f"c{i}" for i in range(10)]
     # the untouched remainder is still a heap of 99,990 live entries
     assert len(idx) == 99_990
+
+
+_BUCKET = 1 << BUCKET_BITS
+# Deadlines over a few buckets, with ties and values on bucket edges.
+_times = st.one_of(st.integers(0, 6 * _BUCKET), st.sampled_from([_BUCKET - 1, _BUCKET, 2 * _BUCKET, 2 * _BUCKET + 1]))
+_ops = st.lists(st.one_of(
+    st.tuples(st.just("set"), st.sampled_from("abcdefgh"), st.one_of(st.none(), _times)),
+    st.tuples(st.just("pop"), st.just(""), _times),
+    st.tuples(st.just("peek"), st.just(""), st.just(0)),
+), max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ops)
+def test_index_agrees_with_a_sorted_model(ops):
+    """Near heap, far buckets, horizon and compaction give what a plain sorted dict gives."""
+    idx, model = DeadlineIndex(), {}
+    clock = 0
+    for op, cid, value in ops:
+        if op == "set":
+            idx.set(cid, value)
+            if value is None:
+                model.pop(cid, None)
+            else:
+                model[cid] = value
+        elif op == "pop":
+            clock = max(clock, value)  # sweeps never go back in time
+            due = sorted((d, c) for c, d in model.items() if d <= clock)
+            assert idx.pop_due(clock) == [c for _, c in due]
+            for _, c in due:
+                del model[c]
+        else:
+            assert idx.peek() == min(model.values(), default=None)
+        assert len(idx) == len(model)
+        assert idx.any_due(clock) or not any(d <= clock for d in model.values())
+
+
+def test_index_compacts_far_buckets_too():
+    idx = DeadlineIndex()
+    for i in range(5000):
+        idx.set("same", 10 * _BUCKET + i * _BUCKET)  # every move lands in a new far bucket
+    assert idx._entries < 3000
+    assert len(idx._far) < 3000
+    assert idx.pop_due(10**12) == ["same"]
 
 
 TOPICS = ("orders", "deliveries")
