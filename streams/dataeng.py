@@ -174,7 +174,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
                              on_reject=rejects.write if rejects else None)
         label = os.path.basename(args.source.rstrip("/")) or args.source
         progress = Progress(source.progress, label=label, mode=args.progress)
-        result = replayer.run(source.items(replayer.decoder()), progress)
+        result = replayer.run_source(source, progress)
     finally:
         sink.close()
         if rejects:
@@ -251,7 +251,7 @@ def _shadow(settings: Settings, args: argparse.Namespace) -> int:
 
         replayer = _replayer(settings, args, s.detector, on_trigger=keep)
         try:
-            res = replayer.run(source.items(replayer.decoder()))
+            res = replayer.run_source(source)
         finally:
             if out is not None:
                 out.close()
@@ -267,7 +267,7 @@ def _explain(settings: Settings, args: argparse.Namespace) -> int:
     source = _open_source(settings, args)
     replayer = _replayer(settings, args)
     timeline = Timeline(replayer, args.customer)
-    result = replayer.run(source.items(replayer.decoder()))
+    result = replayer.run_source(source)
     if args.json:
         body = {"customer_id": args.customer, "clock": result.clock, "entries": timeline.entries}
         sys.stdout.buffer.write(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")

@@ -41,9 +41,14 @@ def iter_lines(path: str | Path, raw: IO[bytes], fh: IO[bytes]) -> Iterator[tupl
     except (OSError, EOFError) as exc:
         raise CommandError(f"cannot read {path}: {exc}") from None
     finally:
-        if raw is not sys.stdin.buffer:
-            fh.close()
-            raw.close()
+        close_log(raw, fh)
+
+
+def close_log(raw: IO[bytes], fh: IO[bytes]) -> None:
+    """Close what open_log opened (stdin stays open)."""
+    if raw is not sys.stdin.buffer:
+        fh.close()
+        raw.close()
 
 
 def read_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:

@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors import CustomerState, Decision, DetectorConfig, Engine, PartitionCore
-from detectors.envelope import iso_ms, to_cloudevent
+from detectors.envelope import iso_ms
+from detectors.fold import Fold, ReadFailed
 from detectors.snapshot import summary
-from schemas import Event, EventDecoder
+from schemas import Event, EventDecoder, InvalidEvent
+from schemas.errors import CommandError
 from streams.progress import Progress
-from streams.sources import FileSource, Item, Reject
+from streams.sources import FileSource, Item, Reject, Source
 
-LATE = "late"
 #: How many late events and rejects a result keeps for the report (all are counted).
 KEEP = 1000
 
@@ -113,21 +114,11 @@ class Replayer:
         self.observer = observer
         self.result = ReplayResult()
         self.core = PartitionCore(self.engine, self.result.states)
+        # The per-event loop and its counts (compiled with the core); copied into `result` at the end.
+        self.fold = Fold(self.core, self.version, from_ms=from_ms, until_ms=until_ms, sink=on_trigger)
 
     def decoder(self) -> EventDecoder:
         return EventDecoder()
-
-    # -- output -------------------------------------------------------------
-    def _emit(self, decisions: list[Decision]) -> None:
-        result, from_ms, version, sink = self.result, self.from_ms, self.version, self.on_trigger
-        for d in decisions:
-            result.triggers[(d.kind, "emit" if d.suppressed is None else "suppressed")] += 1
-            if from_ms is not None and d.time_ms < from_ms:
-                result.before_from += 1
-                continue
-            result.written += 1
-            if sink is not None:
-                sink(to_cloudevent(d, version), d)
 
     def _reject(self, r: Reject) -> None:
         res = self.result
@@ -137,47 +128,58 @@ class Replayer:
         if self.on_reject is not None:
             self.on_reject(r)
 
-    # -- the fold -----------------------------------------------------------
-    def _late(self, ev: Event) -> None:
-        res = self.result
-        res.late_count += 1
-        if len(res.late) < KEEP:
-            res.late.append((ev.event_id, ev.customer_id, ev.ts, self.core.clock - ev.ts))
+    def _other(self, item: object) -> None:
+        if item.__class__ is not Reject:
+            raise TypeError(f"a replay source yielded {item!r}, expected an Event or a Reject")
+        self._reject(item)  # type: ignore[arg-type]
 
+    # -- the fold -----------------------------------------------------------
     def _apply(self, ev: Event) -> None:
-        core = self.core
-        decisions, outcome = core.apply(ev)
-        self.result.by_type[(ev.type, outcome)] += 1
-        if outcome == LATE:
-            self._late(ev)
-        if decisions:
-            self._emit(decisions)
-        fired = core.advance(core.max_event)
-        if fired:
-            self._emit(fired)
+        decisions, outcome, fired = self.fold.apply(ev)
         if self.observer is not None:
-            self.observer(ev, outcome, decisions, core)
+            self.observer(ev, outcome, decisions, self.core)
             if fired:
-                self.observer(None, "deadline", fired, core)
+                self.observer(None, "deadline", fired, self.core)
 
     def run(self, items: Iterable[Item], progress: Progress | None = None) -> ReplayResult:
+        """Replay events and rejects from any source, in the order given."""
         with fewer_collections():
-            return self._run(items, progress)
+            if self.lateness_ms or self.observer is not None:
+                n = self._run_buffered(items, progress)
+            else:
+                n = self.fold.events(items, self._other, None if progress is None else progress.update)
+            return self._finish(n, progress)
 
-    def _run(self, items: Iterable[Item], progress: Progress | None) -> ReplayResult:
-        if self.lateness_ms or self.observer is not None:
-            n = self._run_buffered(items, progress)
-        else:
-            n = self._run_in_order(items, progress)
-        res = self.result
-        res.events = n
+    def run_source(self, source: Source, progress: Progress | None = None) -> ReplayResult:
+        """Replay a source; one file without reorder buffer or observer takes the fused line loop."""
+        if not isinstance(source, FileSource) or self.lateness_ms or self.observer is not None:
+            return self.run(source.items(self.decoder()), progress)
+        path = source.path
+
+        def reject(number: int, line: bytes, exc: InvalidEvent, last: int) -> None:
+            self._reject(Reject(path, number, None, exc.reason, str(exc), line, last))
+
+        with fewer_collections(), source.open() as fh:
+            try:
+                n = self.fold.lines(fh, self.decoder(), reject, None if progress is None else progress.update)
+            except ReadFailed as exc:
+                raise CommandError(f"cannot read {path}: {exc.cause}") from None
+        return self._finish(n, progress)
+
+    def _finish(self, n: int, progress: Progress | None) -> ReplayResult:
+        res, fold = self.result, self.fold
         until = self.until_ms
         if until is not None:
             fired = self.core.advance(until)
             if fired:
-                self._emit(fired)
+                fold.emit(fired)
                 if self.observer is not None:
                     self.observer(None, "deadline", fired, self.core)
+        res.events = n
+        res.by_type.update(fold.by_type)
+        res.triggers.update(fold.triggers)
+        res.written, res.before_from, res.after_until = fold.written, fold.before_from, fold.after_until
+        res.late, res.late_count = fold.late, fold.late_count
         res.clock = self.core.clock
         if progress is not None:
             progress.close(n)
@@ -201,7 +203,7 @@ class Replayer:
             ev: Event = item  # type: ignore[assignment]
             ts = ev.ts
             if until is not None and ts > until:
-                res.after_until += 1
+                self.fold.after_until += 1
                 continue
             n += 1
             if progress is not None and not n & 4095:
@@ -226,39 +228,6 @@ class Replayer:
             apply(pop(heap)[2])
         return n
 
-    def _run_in_order(self, items: Iterable[Item], progress: Progress | None) -> int:
-        """`_run` without a reorder buffer or observer (the common case): `_apply` inlined.
-
-        Per event this is the whole interpreted part of a replay, so it keeps to local
-        names and one call into the core each for the event and the sweep.
-        """
-        res = self.result
-        until, reject, emit = self.until_ms, self._reject, self._emit
-        core = self.core
-        core_apply, advance, by_type = core.apply, core.advance, res.by_type
-        n = 0
-        for item in items:
-            if item.__class__ is Reject:
-                reject(item)  # type: ignore[arg-type]
-                continue
-            ev: Event = item  # type: ignore[assignment]
-            if until is not None and ev.ts > until:
-                res.after_until += 1
-                continue
-            n += 1
-            if progress is not None and not n & 4095:
-                progress.update(n)
-            decisions, outcome = core_apply(ev)
-            by_type[(ev.type, outcome)] += 1
-            if outcome == LATE:
-                self._late(ev)
-            if decisions:
-                emit(decisions)
-            fired = advance(core.max_event)
-            if fired:
-                emit(fired)
-        return n
-
 
 def replay(
     path: str,
@@ -270,7 +239,7 @@ def replay(
     """Replay one JSON Lines file (convenience for tests and scripts)."""
     sink = None if on_trigger is None else (lambda ce, _d: on_trigger(ce))
     r = Replayer(cfg, until_ms=until_ms, lateness_ms=lateness_ms, on_trigger=sink)
-    return r.run(FileSource(path).items(r.decoder()))
+    return r.run_source(FileSource(path))
 
 
 def snapshots(cfg: DetectorConfig, result: ReplayResult, now: int) -> list[dict[str, Any]]:

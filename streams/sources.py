@@ -18,13 +18,14 @@ import heapq
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from schemas import Event, EventDecoder, InvalidEvent
 from schemas.errors import CommandError
-from streams.jsonl import iter_lines, open_log
+from streams.jsonl import close_log, iter_lines, open_log
 
 #: File names a directory source reads (anything else in the folder is ignored, and said so).
 LOG_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
@@ -97,6 +98,16 @@ class FileSource:
         raw, fh = open_log(self.path)
         self._raw = raw  # progress reads the compressed position from it
         yield from iter_lines(self.path, raw, fh)
+
+    @contextmanager
+    def open(self) -> Iterator[IO[bytes]]:
+        """The line handle (decompressing `.gz`), closed afterwards; for readers that split lines themselves."""
+        raw, fh = open_log(self.path)
+        self._raw = raw
+        try:
+            yield fh
+        finally:
+            close_log(raw, fh)
 
     def items(self, decoder: EventDecoder) -> Iterator[Item]:
         decode = decoder.decode
@@ -275,8 +286,11 @@ async def _in_loop(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
+Source = FileSource | DirectorySource | TopicSource
+
+
 def open_source(spec: str, bootstrap: str | None = None, input_topics: tuple[str, ...] = (),
-                start: StartAt | None = None) -> FileSource | DirectorySource | TopicSource:
+                start: StartAt | None = None) -> Source:
     """`kafka:` (the configured input topics), `kafka:TOPIC[,TOPIC]`, a directory, or a file."""
     if spec.startswith("kafka:"):
         if not bootstrap:

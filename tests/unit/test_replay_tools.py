@@ -13,6 +13,7 @@ import pytest
 
 from detectors.envelope import iso_ms
 from schemas.decode import to_epoch_ms
+from schemas.errors import CommandError
 from streams.diff import TriggerSet, diff, render
 from streams.progress import Progress
 from streams.replay import Replayer, summary_table
@@ -36,9 +37,10 @@ def _write(path: Path, events: list[Any]) -> Path:
 
 
 def _run(items: Any, **kw: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """Replay `items(decoder)` through the generic item loop, or a source (FileSource: the line loop)."""
     out: dict[str, dict[str, Any]] = {}
     r = Replayer(on_trigger=lambda ce, _d: out.__setitem__(ce["id"], ce), **kw)
-    return r.run(items(r.decoder())), out
+    return (r.run_source(items) if isinstance(items, FileSource) else r.run(items(r.decoder()))), out
 
 
 def test_a_directory_of_files_replays_like_the_single_sorted_file(tmp_path, history):
@@ -107,6 +109,44 @@ def test_invalid_lines_are_rejected_with_file_line_and_reason(tmp_path, history)
     ok = cli("replay", str(clean), "--out", str(tmp_path / "t2.jsonl"))
     assert ok.returncode == 0, ok.stderr
     assert "rejects: none" in ok.stderr
+
+
+def _result(res: Any) -> tuple[Any, ...]:
+    return (res.events, dict(res.by_type), dict(res.triggers), res.written, res.before_from, res.after_until,
+            dict(res.rejects), [(r.position, r.reason, r.raw, r.ts) for r in res.reject_samples],
+            res.late_count, res.late, res.clock)
+
+
+def test_a_file_replays_the_same_through_the_line_loop_as_through_its_items(tmp_path, history):
+    """run_source reads a file in the compiled line loop; it must agree with the generic item loop."""
+    rng = random.Random(5)
+    lines: list[Any] = list(history)
+    for i in sorted(rng.sample(range(len(lines)), 6), reverse=True):  # untidy: bad, blank and late lines
+        lines.insert(i, rng.choice([b"{nope", b"   ", b"", b"[1]", {"type": "order"}]))
+    lines[40], lines[400] = lines[400], lines[40]
+    for suffix in (".jsonl", ".jsonl.gz"):
+        log = _write(tmp_path / f"u{suffix}", lines)
+        kw = {"from_ms": END - 60 * DAY, "until_ms": END - 10 * DAY}
+        by_items, a = _run(FileSource(log).items, **kw)
+        by_lines, b = _run(FileSource(log), **kw)
+        assert b == a
+        assert _result(by_lines) == _result(by_items)
+        assert by_lines.rejected == sum(1 for x in lines if x in (b"{nope", b"[1]", {"type": "order"}))
+        assert min(by_lines.rejected, by_lines.late_count, by_lines.after_until, by_lines.before_from) > 0
+
+
+def test_a_broken_file_is_a_read_error_but_a_failing_sink_is_not(tmp_path, history):
+    data = gzip.compress(b"".join(orjson.dumps(e) + b"\n" for e in history))
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CommandError, match=f"cannot read {broken}"):
+        Replayer().run_source(FileSource(broken))
+
+    def full(_ce: Any, _d: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        Replayer(on_trigger=full).run_source(FileSource(_write(tmp_path / "ok.jsonl", history)))
 
 
 def test_summary_table_counts_events_by_type_and_outcome_and_triggers_by_kind(tmp_path, history):
