@@ -56,3 +56,13 @@ def test_packed_states_of_a_replay_round_trip_and_fit_the_budget():
 def test_truncated_or_trailing_bytes_are_errors(bad):
     with pytest.raises((ValueError, IndexError)):
         unpack(bad)
+
+
+@pytest.mark.parametrize(("event_id", "expected"), [("e-1", 124442560663492), ("order-000123", 196480900161836)])
+def test_event_hash_is_the_stored_blake2b_value(event_id, expected):
+    """Redelivery checks compare with hashes already in the changelog: the function must never change."""
+    from detectors.state import event_hash
+
+    assert event_hash("other " + event_id) != expected
+    assert event_hash(event_id) == expected  # the hash before did not leave anything behind
+    assert event_hash(event_id) == expected
