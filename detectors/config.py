@@ -139,7 +139,8 @@ class DetectorConfig:
         _validate(self)
 
     def windows_for(self, category: str | None) -> tuple[int, int]:
-        return self.silence_windows.get(category or "other") or self.silence_windows["other"]
+        windows = self.silence_windows.get(category or "other")
+        return windows if windows is not None else self.silence_windows["other"]
 
     @property
     def p_alive_thresholds(self) -> tuple[float, float, float]:
