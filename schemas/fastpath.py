@@ -19,10 +19,12 @@ Must never: read the clock, import from `streams/` or `detectors/`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 EventCheck = Callable[[dict[str, Any]], "int | None"]
 
@@ -99,24 +101,41 @@ def fast_epoch_ms(value: Any) -> int | None:
     return ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + micro // 1000
 
 
-def fast_datetime_ok(value: Any) -> bool:
-    """True only if `value` is a canonical RFC 3339 UTC string the reference check accepts."""
-    return fast_epoch_ms(value) is not None
-
-
 class _Gen:
-    def __init__(self) -> None:
-        self.consts: dict[str, Any] = {"_dt": fast_datetime_ok, "_ms": fast_epoch_ms, "_isfinite": math.isfinite,
-                                       "_M": object()}
-        self.lines: list[str] = []
+    """The source of one check function and of the module constants it names."""
 
-    def const(self, value: Any) -> str:
-        name = f"_c{len(self.consts)}"
-        self.consts[name] = value
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.consts: dict[str, str] = {}  # name -> Python expression
+
+    def const(self, hint: str, expr: str) -> str:
+        base = f"{self.prefix}_{re.sub(r'[^0-9A-Za-z]+', '_', hint)}".upper()
+        name, i = base, 1
+        while name in self.consts:
+            i += 1
+            name = f"{base}_{i}"
+        self.consts[name] = expr
         return name
 
 
-def _value_test(g: _Gen, sub: dict[str, Any], x: str) -> str | None:
+def _number(value: Any) -> str | None:
+    """Python source of a finite int or float bound, or None (the generator writes no other bound)."""
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return repr(value)
+    return None
+
+
+def _str(value: str) -> str:
+    """Python source of a string, in double quotes where repr() would use single ones."""
+    r = repr(value)
+    return f'"{r[1:-1]}"' if r[0] == "'" and '"' not in value else r
+
+
+def _func_name(type_: str) -> str:
+    return f"check_{re.sub(r'[^0-9A-Za-z]+', '_', type_)}"
+
+
+def _value_test(g: _Gen, sub: dict[str, Any], x: str, field: str) -> str | None:
     """A Python expression true only if `x` certainly passes `sub`; None if the subset is exceeded."""
     allowed = {"type", "const", "enum", "minLength", "maxLength", "minimum", "maximum", "pattern", "format",
                "description", "title", "$comment", "examples", "default"}
@@ -133,7 +152,7 @@ def _value_test(g: _Gen, sub: dict[str, Any], x: str) -> str | None:
     elif kind == "integer":
         tests.append(f"type({x}) is int")
     elif kind == "number":
-        tests.append(f"(type({x}) is int or (type({x}) is float and _isfinite({x})))")
+        tests.append(f"(type({x}) is int or (type({x}) is float and math.isfinite({x})))")
     elif kind == "boolean":
         tests.append(f"type({x}) is bool")
     elif kind is not None:
@@ -142,38 +161,41 @@ def _value_test(g: _Gen, sub: dict[str, Any], x: str) -> str | None:
         c = sub["const"]
         if type(c) is not str:
             return None
-        tests.append(f"{is_str}{x} == {g.const(c)}")
+        tests.append(f"{is_str}{x} == {_str(c)}")
     if "enum" in sub:
         options = sub["enum"]
         if not all(type(o) is str for o in options):
             return None
-        tests.append(f"{is_str}{x} in {g.const(frozenset(options))}")
+        values = ", ".join(_str(o) for o in sorted(set(options)))
+        tests.append(f"{is_str}{x} in {g.const(field, f'frozenset({{{values}}})')}")
     if "minLength" in sub or "maxLength" in sub:
         lo, hi = sub.get("minLength", 0), sub.get("maxLength")
-        tests.append(f"{is_str}{lo} <= len({x})" + (f" <= {hi}" if hi is not None else ""))
+        if type(lo) is not int or (hi is not None and type(hi) is not int):
+            return None
+        tests.append(f"{is_str}{lo} <= len({x})" + (f" <= {hi}" if hi is not None else "") if lo else
+                     f"{is_str}len({x}) <= {hi}")
     if "minimum" in sub or "maximum" in sub:
         if kind not in ("integer", "number"):
             return None
-        if "minimum" in sub:
-            tests.append(f"{x} >= {g.const(sub['minimum'])}")
-        if "maximum" in sub:
-            tests.append(f"{x} <= {g.const(sub['maximum'])}")
+        for key, op in (("minimum", ">="), ("maximum", "<=")):
+            if key in sub:
+                bound = _number(sub[key])
+                if bound is None:
+                    return None
+                tests.append(f"{x} {op} {bound}")
     if "pattern" in sub:
-        rx = re.compile(sub["pattern"])
-        tests.append(f"{is_str}{g.const(rx.search)}({x}) is not None")
+        pattern = sub["pattern"]
+        re.compile(pattern)  # a broken pattern is the reference validator's error to report
+        tests.append(f"{is_str}{g.const(field, f're.compile({_str(pattern)})')}.search({x}) is not None")
     if "format" in sub:
         if sub["format"] != "date-time":
             return None
-        tests.append(f"_dt({x})")
-    return " and ".join(f"({t})" for t in tests) if tests else "True"
+        tests.append(f"{is_str}fast_epoch_ms({x}) is not None")
+    return " and ".join(tests) if tests else "True"
 
 
-def compile_event_check(schema: dict[str, Any]) -> EventCheck | None:
-    """The accept path of one event schema, or None if the schema is outside what it can generate.
-
-    The function returns occurred_at in epoch ms when the object certainly
-    satisfies the schema, else None.
-    """
+def _check_source(name: str, schema: dict[str, Any], g: _Gen) -> list[str] | None:
+    """The lines of `def name(v)`, the accept path of one event schema, or None if it is outside the subset."""
     top = {"$schema", "$id", "title", "description", "$comment", "examples", "default",
            "type", "required", "properties", "additionalProperties"}
     if set(schema) - top or schema.get("type") != "object" or schema.get("additionalProperties", True) is not True:
@@ -184,30 +206,127 @@ def compile_event_check(schema: dict[str, Any]) -> EventCheck | None:
         return None
     if any(name not in props for name in required):
         return None
-    g = _Gen()
-    body = ["def check(v):"]
-    for i, (name, sub) in enumerate(props.items()):
+    body = [f"def {name}(v: dict[str, Any]) -> int | None:"]
+    for i, (field, sub) in enumerate(props.items()):
         var = f"x{i}"
-        if name == "occurred_at":
+        if field == "occurred_at":
             # Its check is the event-time parse itself (a canonical date-time the reference accepts).
             rest = {k: v for k, v in sub.items() if k not in ("type", "format")}
-            if sub.get("type") not in (None, "string") or _value_test(g, rest, var) != "True":
+            if sub.get("type") not in (None, "string") or _value_test(g, rest, var, field) != "True":
                 return None
-            body.append(f"    ts = _ms(v.get({g.const(name)}))")
-            body.append("    if ts is None: return None")
+            body += ['    ts = fast_epoch_ms(v.get("occurred_at"))', "    if ts is None:", "        return None"]
             continue
-        test = _value_test(g, sub, var)
+        test = _value_test(g, sub, var, field)
         if test is None:
             return None
-        body.append(f"    {var} = v.get({g.const(name)}, _M)")
-        if name in required:
-            body.append(f"    if {var} is _M or not ({test}): return None")
+        if test == "True" and field not in required:
+            continue
+        body.append(f"    {var} = v.get({_str(field)}, MISSING)")
+        if test == "True":
+            line = f"    if {var} is MISSING:"
         else:
-            body.append(f"    if {var} is not _M and not ({test}): return None")
+            absent = f"{var} is MISSING or" if field in required else f"{var} is not MISSING and"
+            one_type = re.fullmatch(r"type\((\w+)\) is (\w+)", test)
+            fails = f"type({var}) is not {one_type[2]}" if one_type else f"not ({test})"
+            line = f"    if {absent} {fails}:"
+            if len(line) > 120:
+                line = f"    if {absent} not (\n        {test}\n    ):"
+        body += [line, "        return None"]
     body.append("    return ts")
-    namespace: dict[str, Any] = dict(g.consts)
+    return body
+
+
+#: Stands for an absent field in the generated code (a field may be present and null).
+MISSING: Final = object()
+
+
+def compile_event_check(schema: dict[str, Any]) -> EventCheck | None:
+    """The accept path of one event schema, or None if the schema is outside what it can generate.
+
+    The function returns occurred_at in epoch ms when the object certainly
+    satisfies the schema, else None. It runs the same source `generate_module`
+    writes, as interpreted code: what the decoder falls back to when
+    schemas/checks_generated.py was generated from other schema files.
+    """
+    g = _Gen("")
+    body = _check_source("check", schema, g)
+    if body is None:
+        return None
+    source = [f"{name} = {expr}" for name, expr in g.consts.items()] + body
+    namespace: dict[str, Any] = {"Any": Any, "MISSING": MISSING, "fast_epoch_ms": fast_epoch_ms, "math": math,
+                                 "re": re}
     # The source is generated from the schema files only, never from input data.
-    exec(compile("\n".join(body), f"<fastpath {schema.get('$id', 'schema')}>", "exec"), namespace)
+    exec(compile("\n".join(source), f"<fastpath {schema.get('$id', 'schema')}>", "exec"), namespace)
     check: EventCheck = namespace["check"]
-    check.__doc__ = "\n".join(body)
+    check.__doc__ = "\n".join(source)
     return check
+
+
+def schema_digest(schemas: Mapping[str, dict[str, Any]]) -> str:
+    """sha256 of the event schemas by type, as JSON with sorted keys: what a generated module was made from."""
+    text = json.dumps(dict(schemas), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+#: What writes schemas/checks_generated.py again after a schema file changed (scripts/generate_checks.py).
+REGENERATE: Final = "make checks"
+
+
+def generate_module(schemas: Mapping[str, tuple[str, dict[str, Any]]]) -> str:
+    """The text of schemas/checks_generated.py: a typed check function per event type ({type: (file, schema)}).
+
+    A schema outside the generated subset gets no function: its events take the reference check.
+    """
+    files = ", ".join(f"schemas/{file}" for file, _ in schemas.values())
+    consts: list[str] = []
+    funcs: list[str] = []
+    made: list[str] = []
+    for type_, (file, schema) in schemas.items():
+        g = _Gen(type_)
+        name = _func_name(type_)
+        body = _check_source(name, schema, g)
+        if body is None:
+            continue
+        consts += [f"{c}: Final = {expr}" for c, expr in g.consts.items()]
+        body.insert(1, f'    """{file}: occurred_at in epoch ms if `v` certainly satisfies it, else None."""')
+        funcs += ["", "", *body]
+        made.append(type_)
+    dispatch = ["", "", "def check_event(type_: str, v: dict[str, Any]) -> int | None:",
+                '    """The check of event type `type_` (one compiled call, no look-up), else None."""']
+    for type_ in made:
+        dispatch += [f"    if type_ == {_str(type_)}:", f"        return {_func_name(type_)}(v)"]
+    dispatch.append("    return None")
+    code = "\n".join(consts + funcs)
+    imports = [f"import {m}" for m in ("math", "re") if f"{m}." in code]
+    digest = schema_digest({t: s for t, (_, s) in schemas.items()})
+    lines = [
+        f'"""Generated by `{REGENERATE}` from the event schema files: do not edit.',
+        "",
+        f"Made from {files}.",
+        "",
+        "The accept path of each event schema (schemas/fastpath.py says what it may accept) as a",
+        "typed module, so that the compiled core (make core) runs it as native code. schemas.decode",
+        "uses it only while SCHEMA_DIGEST matches the schema files; tests/unit/test_fastpath.py",
+        "fails when this text differs from what the generator writes now.",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        *imports,
+        "from typing import Any, Final",
+        "",
+        "from schemas.fastpath import MISSING, EventCheck, fast_epoch_ms",
+        "",
+        f'SCHEMA_DIGEST: Final = "{digest}"',
+        "",
+        *consts,
+        *funcs,
+        *dispatch,
+        "",
+        "",
+        "CHECKS: Final[dict[str, EventCheck]] = {",
+        *(f"    {_str(t)}: {_func_name(t)}," for t in made),
+        "}",
+        "",
+    ]
+    return "\n".join(lines)
