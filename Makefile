@@ -8,7 +8,7 @@ CORE    := build/core/.built
 CORE_SRC := $(wildcard detectors/*.py schemas/*.py)
 
 .DEFAULT_GOAL := help
-.PHONY: help install core pure demo test test-unit test-integration lint system-deps ops-check clean bench-quality bench-replay test-faults bench-live
+.PHONY: help install core checks pure demo test test-unit test-integration lint system-deps ops-check clean bench-quality bench-replay test-faults bench-live
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ $(CORE): $(STAMP) $(CORE_SRC) scripts/build_core.py
 	@mkdir -p $(dir $(CORE)) && touch $(CORE)
 
 core: $(CORE)  ## compile detectors/ and schemas/ with mypyc (pure Python when no C compiler)
+
+checks: $(STAMP)  ## write schemas/checks_generated.py again after changing an event schema file (then make core)
+	$(PY) scripts/generate_checks.py
 
 pure:  ## remove the compiled core: run the Python source as is
 	$(PY) scripts/build_core.py --clean

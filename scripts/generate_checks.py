@@ -1,0 +1,47 @@
+"""Write schemas/checks_generated.py: the accept path of the event schemas as a module the core compiles.
+
+    python scripts/generate_checks.py   # or `make checks`, after changing an event schema file
+
+schemas/fastpath.py turns each event schema file into a flat check function;
+this writes them as one typed module so mypyc compiles them with the rest of
+the core (make core). tests/unit/test_fastpath.py fails while the file differs
+from what this would write, and the decoder falls back to the generator's
+interpreted functions while it is out of date.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from schemas.decode import EVENT_TYPES  # noqa: E402 - after the path set-up above
+
+TARGET = ROOT / "schemas" / "checks_generated.py"
+
+
+def main() -> int:
+    # The generator is read from its source, not the compiled core: a core built before an
+    # edit of schemas/fastpath.py would write what the old generator wrote.
+    spec = importlib.util.spec_from_file_location("_fastpath_source", ROOT / "schemas" / "fastpath.py")
+    assert spec is not None
+    assert spec.loader is not None
+    fastpath = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fastpath)
+    schemas = {t: (f, json.loads((ROOT / "schemas" / f).read_text(encoding="utf-8"))) for t, f in EVENT_TYPES.items()}
+    text = fastpath.generate_module(schemas)
+    rel = TARGET.relative_to(ROOT)
+    if TARGET.exists() and TARGET.read_text(encoding="utf-8") == text:
+        print(f"{rel}: up to date")
+        return 0
+    TARGET.write_text(text, encoding="utf-8")
+    print(f"{rel}: written; run `make core` to compile it")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
