@@ -28,7 +28,7 @@ from detectors import basket, delivery, favourite, frequency, rating, returns, r
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.deadlines import NEVER
 from detectors.decision import Decision
-from detectors.state import MAX_CATEGORIES, RECENT, SEEN, CustomerState, event_hash
+from detectors.state import DIGEST, MAX_CATEGORIES, RECENT, SEEN, CustomerState, event_digest, seen_has
 from schemas import Event
 
 ACCEPTED = "accepted"
@@ -77,9 +77,9 @@ class Engine:
     def apply(self, st: CustomerState | None, ev: Event) -> tuple[CustomerState, list[Decision], str]:
         if st is None:
             st = CustomerState()
-        h = event_hash(ev.event_id)
+        h = event_digest(ev.event_id)
         seen = st.seen
-        if h in seen:
+        if seen_has(seen, h):
             return st, [], DUPLICATE
         t = ev.type
         cfg = self.cfg
@@ -106,9 +106,7 @@ class Engine:
             decisions = []
             if t == "consent":
                 suppression.on_consent(st, ev)
-        seen.append(h)
-        if len(seen) > SEEN:
-            del seen[0]
+        st.seen = (seen if len(seen) < SEEN * DIGEST else seen[DIGEST:]) + h
         st.last_event = max(st.last_event, ev.ts)
         return st, decisions, ACCEPTED
 

@@ -66,3 +66,33 @@ def test_event_hash_is_the_stored_blake2b_value(event_id, expected):
     assert event_hash("other " + event_id) != expected
     assert event_hash(event_id) == expected  # the hash before did not leave anything behind
     assert event_hash(event_id) == expected
+
+
+def test_seen_matches_whole_digests_only():
+    from detectors.state import seen_has
+
+    seen = bytes(range(1, 13))  # two digests: 01..06 and 07..0c
+    assert seen_has(seen, bytes(range(1, 7)))
+    assert seen_has(seen, bytes(range(7, 13)))
+    assert not seen_has(seen, bytes(range(4, 10)))   # straddles the two: not a digest
+    assert not seen_has(seen + bytes(range(4, 10))[:3], bytes(range(4, 10)))
+    assert seen_has(bytes(range(4, 10)) + bytes(range(1, 13)), bytes(range(4, 10)))  # misaligned copy first
+
+
+def test_seen_digests_encode_as_the_event_hashes_and_back():
+    from detectors.engine import Engine
+    from detectors.state import SEEN, CustomerState, event_hash
+    from schemas import Event
+
+    def consent(eid: str, ts: int) -> Event:
+        return Event(eid, "consent", "cust", ts, {"channel": "email", "granted": True})
+
+    engine, st = Engine(), CustomerState()
+    ids = [f"c-{i}" for i in range(SEEN + 3)]
+    for i, eid in enumerate(ids):
+        engine.apply(st, consent(eid, 1_700_000_000_000 + i))
+    assert st.to_list()[10] == [event_hash(e) for e in ids[-SEEN:]]  # the last SEEN, oldest first
+    back = CustomerState.decode(st.encode())
+    assert back.seen == st.seen
+    assert engine.apply(back, consent(ids[-1], 1))[2] == "duplicate"
+    assert engine.apply(back, consent(ids[0], 1))[2] == "accepted"  # fell out of the window
