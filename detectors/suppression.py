@@ -27,7 +27,7 @@ Must never: read the clock.
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
+from typing import Final
 
 from detectors.config import COOLDOWN_KINDS, DetectorConfig
 from detectors.decision import MEASUREMENT, Decision
@@ -40,11 +40,26 @@ _UNKNOWN, _GRANTED, _WITHDRAWN = 0, 1, 2
 _COOLDOWN_SLOT = {k: i for i, k in enumerate(COOLDOWN_KINDS)}
 
 
-@lru_cache(maxsize=1 << 16)  # a customer's decisions come in runs; the hash was ~0.6 µs each
+#: salt -> customer id -> holdout_value: a customer's decisions come in runs, and the hash
+#: was ~0.6 µs each. Per salt, so the per-decision lookup is keyed by the id alone (an
+#: lru_cache keyed by the pair cost ~2% of a replay in tuple building and comparing).
+_HOLDOUT: dict[str, dict[str, float]] = {}
+#: Entries kept per salt before the cache starts over (it only saves recomputing).
+HOLDOUT_CACHE: Final = 1 << 16
+
+
 def holdout_value(salt: str, customer_id: str) -> float:
     """Uniform in [0, 1), stable across processes, versions and partitions."""
-    digest = hashlib.blake2b(f"{salt}\x1f{customer_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
+    cache = _HOLDOUT.get(salt)
+    if cache is None:
+        cache = _HOLDOUT[salt] = {}
+    value = cache.get(customer_id)
+    if value is None:
+        if len(cache) >= HOLDOUT_CACHE:
+            cache.clear()
+        digest = hashlib.blake2b(f"{salt}\x1f{customer_id}".encode(), digest_size=8).digest()
+        value = cache[customer_id] = int.from_bytes(digest, "big") / 2**64
+    return value
 
 
 def group_of(cfg: DetectorConfig, customer_id: str) -> str:

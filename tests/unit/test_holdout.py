@@ -1,0 +1,40 @@
+"""The holdout split: a stable hash of salt and customer id, cached per salt without changing it."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from detectors import suppression
+from detectors.config import DetectorConfig
+from detectors.suppression import HOLDOUT, TREATMENT, group_of, holdout_value
+
+pytestmark = pytest.mark.unit
+
+
+def _reference(salt: str, customer_id: str) -> float:
+    digest = hashlib.blake2b(f"{salt}\x1f{customer_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def test_holdout_value_is_the_salted_hash_whatever_the_cache_holds():
+    ids = [f"cust-{i}" for i in range(50)]
+    for salt in ("a", "b", "a"):  # a second salt must not answer from the first one's entries
+        assert [holdout_value(salt, c) for c in ids] == [_reference(salt, c) for c in ids]
+    assert holdout_value("a", "cust-1") != holdout_value("b", "cust-1")
+
+
+def test_a_full_cache_starts_over_and_still_answers_the_same():
+    ids = [f"c{i}" for i in range(suppression.HOLDOUT_CACHE + 10)]  # past the bound: the cache starts over
+    assert [holdout_value("full", c) for c in ids] == [_reference("full", c) for c in ids]
+    assert len(suppression._HOLDOUT["full"]) <= suppression.HOLDOUT_CACHE
+    assert [holdout_value("full", c) for c in ids[:10]] == [_reference("full", c) for c in ids[:10]]
+
+
+def test_group_follows_the_share():
+    ids = [f"cust-{i}" for i in range(2000)]
+    cfg = DetectorConfig(holdout_share=0.25)
+    held = [c for c in ids if group_of(cfg, c) == HOLDOUT]
+    assert 0.2 < len(held) / len(ids) < 0.3
+    assert all(group_of(DetectorConfig(holdout_share=0.0), c) == TREATMENT for c in ids)
