@@ -1,6 +1,7 @@
 """Offline replay: the live core over files or a topic range, on an event-time clock.
 
-The same Engine and PartitionCore as the worker. The clock follows event time:
+The same Engine and PartitionCore as the worker; the per-event loop itself is
+detectors/fold.py, compiled with the core. The clock follows event time:
 after each event it advances to the highest event time applied, so deadlines
 fire as they would live, and `until` advances it at the end so silence that
 became due by then fires too.
