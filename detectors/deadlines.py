@@ -90,7 +90,7 @@ class DeadlineIndex:
         while True:
             while near and due.get(near[0][1]) != near[0][0]:
                 heapq.heappop(near)
-            if not keys or (near and near[0][0] < keys[0] << BUCKET_BITS):
+            if near or not keys:  # near deadlines are all before the first bucket
                 return near[0][0] if near else None
             self._open()
 

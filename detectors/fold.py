@@ -98,17 +98,23 @@ class Fold:
             self.emit(fired)
         return decisions, outcome, fired
 
+    def admit(self, ts: int) -> bool:
+        """Whether an event at `ts` is inside `until`; one after it is counted and not applied."""
+        until = self.until_ms
+        if until is not None and ts > until:
+            self.after_until += 1
+            return False
+        return True
+
     def events(self, items: Iterable[object], on_other: Callable[[object], None],
                progress: Callable[[int], None] | None = None) -> int:
         """Apply every Event of `items` in order; anything else goes to `on_other`. Returns events applied."""
-        until = self.until_ms
         n = 0
         for item in items:
             if not isinstance(item, Event):
                 on_other(item)
                 continue
-            if until is not None and item.ts > until:
-                self.after_until += 1
+            if not self.admit(item.ts):
                 continue
             n += 1
             if progress is not None and not n & PROGRESS_MASK:
@@ -125,7 +131,6 @@ class Fold:
         each line that is not a valid event. A failure to read the next line raises
         ReadFailed; anything else propagates as it is.
         """
-        until = self.until_ms
         it = iter(lines)
         n = 0
         number = 0
@@ -147,8 +152,7 @@ class Fold:
                 on_reject(number, line, exc, last)
                 continue
             last = ev.ts
-            if until is not None and last > until:
-                self.after_until += 1
+            if not self.admit(last):
                 continue
             n += 1
             if progress is not None and not n & PROGRESS_MASK:

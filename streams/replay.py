@@ -29,15 +29,12 @@ from typing import Any
 
 from detectors import CustomerState, Decision, DetectorConfig, Engine, PartitionCore
 from detectors.envelope import iso_ms
-from detectors.fold import Fold, ReadFailed
+from detectors.fold import KEEP, Fold, ReadFailed
 from detectors.snapshot import summary
 from schemas import Event, EventDecoder, InvalidEvent
 from schemas.errors import CommandError
 from streams.progress import Progress
 from streams.sources import FileSource, Item, Reject, Source
-
-#: How many late events and rejects a result keeps for the report (all are counted).
-KEEP = 1000
 
 #: Young-generation threshold of the cyclic collector during a replay (CPython: 700).
 GC_GEN0_THRESHOLD = 50_000
@@ -124,7 +121,7 @@ class Replayer:
     def _reject(self, r: Reject) -> None:
         res = self.result
         res.rejects[r.reason] += 1
-        if len(res.reject_samples) < KEEP:
+        if len(res.reject_samples) < KEEP:  # as many as the late events the fold keeps
             res.reject_samples.append(r)
         if self.on_reject is not None:
             self.on_reject(r)
@@ -189,8 +186,8 @@ class Replayer:
     def _run_buffered(self, items: Iterable[Item], progress: Progress | None) -> int:
         """The fold with the reorder buffer (allowed lateness) and the observer."""
         res = self.result
-        until, lateness = self.until_ms, self.lateness_ms
-        apply, reject = self._apply, self._reject
+        lateness = self.lateness_ms
+        apply, reject, admit = self._apply, self._reject, self.fold.admit
         heap: list[tuple[int, int, Event]] = []
         push, pop = heapq.heappush, heapq.heappop
         seq = 0
@@ -203,8 +200,7 @@ class Replayer:
                 continue
             ev: Event = item  # type: ignore[assignment]
             ts = ev.ts
-            if until is not None and ts > until:
-                self.fold.after_until += 1
+            if not admit(ts):
                 continue
             n += 1
             if progress is not None and not n & 4095:
