@@ -28,7 +28,8 @@ from detectors import basket, delivery, favourite, frequency, rating, returns, r
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.deadlines import NEVER
 from detectors.decision import Decision
-from detectors.state import DIGEST, MAX_CATEGORIES, RECENT, SEEN, CustomerState, event_digest, seen_has
+from detectors.state import (DIGEST, MAX_CATEGORIES, RECENT, SEEN, CustomerState, cat_entry, cat_last, cat_orders,
+                             event_digest, intern_category, seen_has)
 from schemas import Event
 
 ACCEPTED = "accepted"
@@ -132,19 +133,19 @@ class Engine:
         if len(st.recent) > RECENT:
             del st.recent[0]
         cats = st.cats
-        cat = d["category"]
+        cat = intern_category(d["category"])
         entry = cats.get(cat)
         if entry is not None:
-            entry[0] += 1
-            entry[1] = max(entry[1], ts)
+            entry = cat_entry(cat_orders(entry) + 1, max(cat_last(entry), ts))
+            cats[cat] = entry
             _update_favourite(st, cat, entry)
         elif len(cats) >= MAX_CATEGORIES:
-            weakest = min(cats, key=lambda c: (cats[c][0], cats[c][1], c))
+            weakest = min(cats, key=lambda c: (cats[c], c))
             del cats[weakest]
-            cats[cat] = [1, ts]
+            cats[cat] = cat_entry(1, ts)
             st.fav = st.favourite_category()  # a category was dropped: the full rule
         else:
-            cats[cat] = entry = [1, ts]
+            cats[cat] = entry = cat_entry(1, ts)
             _update_favourite(st, cat, entry)
         silence.on_order(st, ts)
         st.last_order = max(st.last_order, ts)
@@ -152,8 +153,8 @@ class Engine:
         rating.on_order(st, ts, self.cfg)
 
 
-def _update_favourite(st: CustomerState, cat: str, entry: list[int]) -> None:
-    """Keep `st.fav` equal to favourite_category() after `cat`'s [count, last] grew to `entry`.
+def _update_favourite(st: CustomerState, cat: str, entry: int) -> None:
+    """Keep `st.fav` equal to favourite_category() after `cat`'s packed (count, last) grew to `entry`.
 
     Only that category's entry changed, and it only grew, so the favourite is
     either the old one or `cat`; a tie goes back to the full rule (the first of

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.decision import Decision
-from detectors.state import CustomerState
+from detectors.state import CustomerState, cat_last, cat_orders
 from schemas import Event
 
 
@@ -24,7 +24,8 @@ def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision
     category = ev.data["category"]
     if fav is None or category == fav:
         return []
-    count, last = st.cats[fav]
+    entry = st.cats[fav]
+    count, last = cat_orders(entry), cat_last(entry)
     if count < cfg.favourite_min_orders or count < cfg.favourite_min_share * st.n_orders:
         return []
     window = cfg.windows_for(fav)[0]

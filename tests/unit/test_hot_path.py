@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from detectors import DetectorConfig, Engine, PartitionCore
 from detectors import silence as silence_mod
 from detectors.envelope import iso_ms
-from detectors.state import CustomerState
+from detectors.state import CustomerState, cat_entry
 from schemas import EventDecoder
 from schemas.decode import to_epoch_ms
 from schemas.validator import parse_rfc3339
@@ -56,7 +56,7 @@ def _favourite_reference(cats: dict[str, list[int]]) -> str | None:
                        st.tuples(st.integers(1, 4), st.integers(0, 3)).map(list), max_size=6))
 def test_favourite_category_is_the_most_ordered_then_the_latest(cats):
     s = CustomerState()
-    s.cats = cats
+    s.cats = {c: cat_entry(n, t) for c, (n, t) in cats.items()}
     assert s.favourite_category() == _favourite_reference(cats)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from detectors import CustomerState
+from detectors.state import cat_entry
 from streams.metrics import Metrics
 from streams.runtime import Runtime
 from streams.settings import Settings
@@ -60,7 +61,7 @@ def test_copies_share_no_mutable_part_with_the_original():
         if isinstance(value, list):  # the shapes the core stores: follow-ups are [due, order] lists
             value.extend([[1, "x"]] if name == "fu" else [2, 3])
         elif isinstance(value, dict):
-            value["grocery"] = [3, 4]
+            value["grocery"] = cat_entry(3, 4)  # categories: packed (orders, last) ints
     st.fav = "grocery"
     before = orjson.dumps(st.to_list())  # a snapshot: to_list() hands out the state's own lists
     c = st.copy()
@@ -74,8 +75,8 @@ def test_copies_share_no_mutable_part_with_the_original():
             if isinstance(value[0], list):
                 value[0].append(9)
         elif isinstance(value, dict):
-            value["grocery"].append(9)
-            value["new"] = [1, 1]
+            value["grocery"] = cat_entry(4, 5)
+            value["new"] = cat_entry(1, 1)
     assert orjson.dumps(st.to_list()) == before
 
 
