@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
+from typing import Final
 
 from detectors import basket, delivery, favourite, frequency, rating, returns, rfm, silence, suppression
 from detectors.config import DAY_MS, DetectorConfig
@@ -34,6 +35,8 @@ from schemas import Event
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
+#: `next_at` not known to the caller: the engine works it out from the state.
+UNKNOWN: Final = -1
 
 _Fire = Callable[[DetectorConfig, CustomerState, str, int], list[Decision]]
 
@@ -65,17 +68,24 @@ class Engine:
         d = self._due_ms(st)
         return None if d == NEVER else d + self.cfg.allowed_lateness_ms
 
-    def fire_due(self, st: CustomerState, customer_id: str, now: int) -> list[Decision]:
-        """Fire every deadline due at `now`, in deadline order."""
+    def fire_due(self, st: CustomerState, customer_id: str, now: int, next_at: int = UNKNOWN) -> list[Decision]:
+        """Fire every deadline due at `now`, in deadline order.
+
+        `next_at` is next_deadline(st) (NEVER for none) when the caller already knows it:
+        the partition's deadline index holds it for every customer it tracks, and looking
+        it up there is cheaper than working it out again.
+        """
         effective = now - self.cfg.allowed_lateness_ms
         out: list[Decision] = []
-        if self._due_ms(st) > effective:
+        if (self._due_ms(st) if next_at == UNKNOWN else next_at - self.cfg.allowed_lateness_ms) > effective:
             return out  # the common case: nothing due
         while (due := self._due(st)) is not None and due[0] <= effective:
             out.extend(self._finish(st, due[1](self.cfg, st, customer_id, due[0])))
         return out
 
-    def apply(self, st: CustomerState | None, ev: Event) -> tuple[CustomerState, list[Decision], str]:
+    def apply(self, st: CustomerState | None, ev: Event,
+              next_at: int = UNKNOWN) -> tuple[CustomerState, list[Decision], str]:
+        """Apply one event; `next_at` as in fire_due."""
         if st is None:
             st = CustomerState()
         h = event_digest(ev.event_id)
@@ -90,7 +100,7 @@ class Engine:
             # every deadline before this order has certainly passed without one.
             # Other event types come from other topics that may run ahead of the
             # orders topic: they never advance the customer's clock.
-            decisions = self.fire_due(st, ev.customer_id, ev.ts)
+            decisions = self.fire_due(st, ev.customer_id, ev.ts, next_at)
             found = returns.on_order(cfg, st, ev)
             found += favourite.on_order(cfg, st, ev)
             self._apply_order(st, ev)

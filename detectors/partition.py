@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
 
-from detectors.deadlines import DeadlineIndex
+from detectors.deadlines import NEVER, DeadlineIndex
 from detectors.decision import Decision
-from detectors.engine import DUPLICATE, Engine
+from detectors.engine import DUPLICATE, UNKNOWN, Engine
 from detectors.state import CustomerState
 from schemas import Event
 
@@ -46,7 +46,11 @@ class PartitionCore:
         customer_id, ts = ev.customer_id, ev.ts
         before = self.store.get(customer_id)
         moved = before is None or before.partition != self.partition
-        st, decisions, outcome = self.engine.apply(before, ev)
+        next_at = UNKNOWN
+        if not moved and ev.type == "order":  # the index holds this customer's next deadline
+            at = self.index.get(customer_id)
+            next_at = NEVER if at is None else at
+        st, decisions, outcome = self.engine.apply(before, ev, next_at)
         if outcome == DUPLICATE:
             return decisions, outcome
         if ts < self.clock:

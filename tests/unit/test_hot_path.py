@@ -104,7 +104,11 @@ def test_kept_favourite_is_the_recomputed_one_after_every_order(orders, round_tr
 
 
 def test_the_deadline_index_holds_every_customers_next_deadline_after_each_event():
-    """Deliveries and consent skip the deadline recomputation: it must be the one a full one gives."""
+    """Deliveries and consent skip the deadline recomputation: it must be the one a full one gives.
+
+    Orders rely on it too: the partition passes the index's value to the engine, which then
+    skips working out whether a deadline is due before the order (Engine.fire_due's next_at).
+    """
     dec = EventDecoder()
     engine = Engine()
     core = PartitionCore(engine, {})
