@@ -45,9 +45,13 @@ def _two(s: str, i: i64) -> i64:
     fast_epoch_ms: with Python ints every add, multiply and compare checked for a boxed
     value, ~1,400 machine instructions per timestamp read, a few of which every event has.
     """
-    a: i64 = ord(s[i]) - 48
-    b: i64 = ord(s[i + 1]) - 48
-    return a * 10 + b if 0 <= a <= 9 and 0 <= b <= 9 else -1
+    a: i64 = ord(s[i])
+    b: i64 = ord(s[i + 1])
+    a -= 48
+    b -= 48
+    if 0 <= a <= 9 and 0 <= b <= 9:  # statements, not `x if c else -1`: mypyc boxed that
+        return a * 10 + b
+    return -1
 
 
 def fast_epoch_ms(value: Any) -> int | None:
@@ -80,11 +84,11 @@ def fast_epoch_ms(value: Any) -> int | None:
     if minute < 0 or minute > 59 or second < 0 or second > 59:
         return None
     year = hi * 100 + lo
-    last: i64
+    last: i64 = 30 + ((month + (month >> 3)) & 1)  # 31 for 1, 3, 5, 7, 8, 10, 12
     if month == 2:
-        last = 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
-    else:
-        last = 30 + ((month + (month >> 3)) & 1)  # 31 for 1, 3, 5, 7, 8, 10, 12
+        last = 28
+        if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
+            last = 29
     if year < 1 or day > last:
         return None
     micro: i64 = 0
@@ -103,10 +107,14 @@ def fast_epoch_ms(value: Any) -> int | None:
     # Days since 1970-01-01 of the proleptic Gregorian date (what datetime counts), by the
     # table-free civil-to-days rule (H. Hinnant, "chrono-compatible low-level date algorithms").
     # Years are 1..9999, so every value below fits 64 bits many times over.
-    y = year - 1 if month <= 2 else year
+    y = year
+    m = month - 3
+    if month <= 2:
+        y -= 1
+        m += 12
     era = y // 400
     yoe = y - era * 400
-    doy = (153 * (month + 9 if month <= 2 else month - 3) + 2) // 5 + day - 1
+    doy = (153 * m + 2) // 5 + day - 1
     days = era * 146_097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719_468
     return int(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + micro // 1000)
 
