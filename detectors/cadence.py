@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from schemas.errors import ConfigError
 
 #: Time units a parameter file may use, in milliseconds.
-TIME_UNITS = {"hours": 3_600_000, "days": 86_400_000, "weeks": 604_800_000}
+TIME_UNITS: Final = {"hours": 3_600_000, "days": 86_400_000, "weeks": 604_800_000}
 
 
 @dataclass(frozen=True)

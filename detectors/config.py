@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -33,10 +33,10 @@ from schemas.errors import ConfigError
 
 __all__ = ["DAY_MS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig", "format_duration", "parse_duration"]
 
-DETECTOR_VERSION = "2.0.0"
+DETECTOR_VERSION: Final = "2.0.0"
 
 #: Category silence windows (at_risk, dormant), the playbooks' "silence windows".
-DEFAULT_WINDOWS: dict[str, tuple[int, int]] = {
+DEFAULT_WINDOWS: Final[dict[str, tuple[int, int]]] = {
     "grocery": (7 * DAY_MS, 14 * DAY_MS),
     "fashion": (30 * DAY_MS, 60 * DAY_MS),
     "home": (60 * DAY_MS, 120 * DAY_MS),
@@ -45,7 +45,7 @@ DEFAULT_WINDOWS: dict[str, tuple[int, int]] = {
 
 #: Per-kind cooldowns: after an emitted trigger of a kind, a new one of the same
 #: kind waits this long ("don't pester": 3-5 touches per chain at most).
-DEFAULT_COOLDOWNS: dict[str, int] = {
+DEFAULT_COOLDOWNS: Final[dict[str, int]] = {
     "frequency_drop": 30 * DAY_MS,
     "basket_value_drop": 30 * DAY_MS,
     "favourite_category_abandoned": 30 * DAY_MS,
@@ -56,15 +56,15 @@ DEFAULT_COOLDOWNS: dict[str, int] = {
 }
 
 #: Kinds that can carry a cooldown (the state keeps one "last emitted" slot each).
-COOLDOWN_KINDS = (
+COOLDOWN_KINDS: Final = (
     "silence", "frequency_drop", "basket_value_drop", "favourite_category_abandoned",
     "negative_rating", "delivery_failed", "delivery_late", "delivery_late_repeated",
 )
 
 #: Upper bounds that keep per-customer state small (lists sized by these settings).
-MAX_BASKET_RECENT = 5
-MAX_LATE_REPEAT = 5
-MAX_WINBACK_EPISODES = 5
+MAX_BASKET_RECENT: Final = 5
+MAX_LATE_REPEAT: Final = 5
+MAX_WINBACK_EPISODES: Final = 5
 
 
 @dataclass(frozen=True)
@@ -188,10 +188,10 @@ class DetectorConfig:
 
 
 #: Fields set from a `fit` output (--params), not from the settings file or env.
-_NOT_SETTINGS = frozenset({"cadence", "rfm"})
+_NOT_SETTINGS: Final = frozenset({"cadence", "rfm"})
 #: Durations for which 0 is meaningful (off).
-_ZERO_OK = frozenset({"allowed_lateness_ms"})
-_KINDS: dict[type, type] = {int: int, float: float, bool: bool, str: str}
+_ZERO_OK: Final = frozenset({"allowed_lateness_ms"})
+_KINDS: Final[dict[type, type]] = {int: int, float: float, bool: bool, str: str}
 
 
 def setting_names() -> list[str]:
@@ -255,4 +255,4 @@ def _validate(c: DetectorConfig) -> None:
         raise ConfigError("cooldowns must not be negative")
 
 
-_DEFAULT = DetectorConfig()
+_DEFAULT: Final = DetectorConfig()

@@ -10,17 +10,17 @@ Must never: read the environment or files.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 from schemas.errors import ConfigError
 
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
+DAY_MS: Final = 86_400_000
+HOUR_MS: Final = 3_600_000
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": HOUR_MS, "d": DAY_MS, "w": 7 * DAY_MS}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": HOUR_MS, "d": DAY_MS, "w": 7 * DAY_MS}
+_TRUE: Final = {"1", "true", "yes", "on"}
+_FALSE: Final = {"0", "false", "no", "off"}
 
 
 def parse_duration(value: Any, name: str, *, allow_zero: bool = False) -> int:

@@ -7,17 +7,17 @@ audit topic. Nothing is dropped silently.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 #: Severity of silence stages, in firing order.
-SILENCE_STAGES = ("at_risk", "dormant", "lost")
+SILENCE_STAGES: Final = ("at_risk", "dormant", "lost")
 
 #: Family of events that record what happened (returns, corrections) rather than
 #: ask for a contact: never suppressed, so holdout outcomes are measured too.
-MEASUREMENT = "measurement"
+MEASUREMENT: Final = "measurement"
 
 
-_FIELDS = ("customer_id", "kind", "stage", "severity", "family", "time_ms", "episode", "reason_codes", "evidence",
+_FIELDS: Final = ("customer_id", "kind", "stage", "severity", "family", "time_ms", "episode", "reason_codes", "evidence",
            "caused_by", "favourite_category", "suppressed", "group", "rfm_segment", "channels")
 
 

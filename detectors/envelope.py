@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from detectors.config import DETECTOR_VERSION
 from detectors.decision import Decision
 
-SOURCE = "/churn-signals/detector"
-DATASCHEMA = "urn:churn-signals:schema:trigger:1"
-CONTENT_TYPE = "application/cloudevents+json"
+SOURCE: Final = "/churn-signals/detector"
+DATASCHEMA: Final = "urn:churn-signals:schema:trigger:1"
+CONTENT_TYPE: Final = "application/cloudevents+json"
 
 
-_DAYS: dict[int, str] = {}
+_DAYS: Final[dict[int, str]] = {}
 #: "00".."99" and "000".."999": f-string format specs cost ~1 µs per timestamp compiled.
-_TWO: list[str] = [f"{i:02d}" for i in range(100)]
-_THREE: list[str] = [f"{i:03d}" for i in range(1000)]
+_TWO: Final[list[str]] = [f"{i:02d}" for i in range(100)]
+_THREE: Final[list[str]] = [f"{i:03d}" for i in range(1000)]
 
 
 def iso_ms(ms: int) -> str:

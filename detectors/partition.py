@@ -14,6 +14,8 @@ Must never: read the clock, import faust/asyncio/aiokafka/prometheus_client.
 
 from __future__ import annotations
 
+from typing import Final
+
 from collections.abc import Iterable, MutableMapping
 
 from detectors.deadlines import NEVER, DeadlineIndex
@@ -22,9 +24,9 @@ from detectors.engine import DUPLICATE, UNKNOWN, Engine
 from detectors.state import CustomerState
 from schemas import Event
 
-LATE = "late"
+LATE: Final = "late"
 #: Event types that can move a customer's next deadline (Engine.next_deadline).
-DEADLINE_TYPES = frozenset({"order", "courier_rating"})
+DEADLINE_TYPES: Final = frozenset({"order", "courier_rating"})
 
 
 class PartitionCore:

@@ -15,6 +15,8 @@ Must never: read the clock.
 
 from __future__ import annotations
 
+from typing import Final
+
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.deadlines import NEVER
 from detectors.decision import Decision
@@ -22,7 +24,7 @@ from detectors.state import CustomerState
 from schemas import Event
 
 #: Follow-ups pending per customer at most (bounded state).
-MAX_FOLLOW_UPS = 3
+MAX_FOLLOW_UPS: Final = 3
 
 
 def on_rating(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision]:

@@ -20,7 +20,7 @@ Must never: read the clock.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 from detectors import cadence
 from detectors.config import DAY_MS, DetectorConfig
@@ -28,9 +28,9 @@ from detectors.deadlines import NEVER
 from detectors.decision import SILENCE_STAGES, Decision
 from detectors.state import CustomerState
 
-_SEVERITY = {"at_risk": "low", "dormant": "medium", "lost": "high"}
-CADENCE_RULE = "personal_cadence"
-FLOOR_RULE = "category_floor"
+_SEVERITY: Final = {"at_risk": "low", "dormant": "medium", "lost": "high"}
+CADENCE_RULE: Final = "personal_cadence"
+FLOOR_RULE: Final = "category_floor"
 
 
 def uses_cadence(cfg: DetectorConfig, st: CustomerState) -> bool:

@@ -23,16 +23,16 @@ import orjson
 from detectors.statecodec import pack, unpack
 
 #: Order times kept for the recent-rate window (frequency drop).
-RECENT = 8
+RECENT: Final = 8
 #: Event-id hashes kept to make redelivered events idempotent.
-SEEN = 8
+SEEN: Final = 8
 #: Categories tracked per customer (least ordered dropped first).
-MAX_CATEGORIES = 6
+MAX_CATEGORIES: Final = 6
 #: 2: cadence (n_days), basket, favourite, follow-up, lateness, consent and
 #: suppression bookkeeping fields.
 #: 3: the version-2 value list, packed (detectors/statecodec.py) instead of JSON,
 #: within the few-hundred-bytes budget; JSON records of version 2 still read.
-ENCODING_VERSION = 3
+ENCODING_VERSION: Final = 3
 
 
 #: A category's [orders, last order ms] packed in one int: orders << CAT_SHIFT | last. Event
@@ -42,7 +42,7 @@ CAT_SHIFT: Final = 48
 CAT_LAST: Final = (1 << CAT_SHIFT) - 1
 #: Distinct category names kept shared (intern_category); names past it are used as they come.
 MAX_INTERNED: Final = 4096
-_CATEGORY_NAMES: dict[str, str] = {}
+_CATEGORY_NAMES: Final[dict[str, str]] = {}
 
 
 def cat_entry(orders: int, last: int) -> int:
@@ -69,7 +69,7 @@ def intern_category(name: str) -> str:
 
 
 #: Bytes of one event-id digest; `seen` holds up to SEEN of them back to back.
-DIGEST = 6
+DIGEST: Final = 6
 #: An empty 6-byte BLAKE2b: copying it skips parsing the constructor's keyword arguments
 #: (~25% of the hash, which runs once per event).
 _EVENT_HASH: Final = hashlib.blake2b(digest_size=DIGEST)

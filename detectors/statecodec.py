@@ -26,10 +26,10 @@ Must never: read the clock, import from `streams/`.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Final
 
-_LARGE = 1 << 32           # integers at least this big (times, hashes) take part in delta coding
-_F64 = struct.Struct(">d")
+_LARGE: Final = 1 << 32           # integers at least this big (times, hashes) take part in delta coding
+_F64: Final = struct.Struct(">d")
 
 
 def _varint(out: bytearray, n: int) -> None:

@@ -34,16 +34,19 @@ from detectors.decision import MEASUREMENT, Decision
 from detectors.state import CustomerState
 from schemas import Event
 
-CHANNELS = ("email", "sms", "push")
-HOLDOUT, TREATMENT = "holdout", "treatment"
-_UNKNOWN, _GRANTED, _WITHDRAWN = 0, 1, 2
-_COOLDOWN_SLOT = {k: i for i, k in enumerate(COOLDOWN_KINDS)}
+CHANNELS: Final = ("email", "sms", "push")
+HOLDOUT: Final = "holdout"
+TREATMENT: Final = "treatment"
+_UNKNOWN: Final = 0
+_GRANTED: Final = 1
+_WITHDRAWN: Final = 2
+_COOLDOWN_SLOT: Final = {k: i for i, k in enumerate(COOLDOWN_KINDS)}
 
 
 #: salt -> customer id -> holdout_value: a customer's decisions come in runs, and the hash
 #: was ~0.6 µs each. Per salt, so the per-decision lookup is keyed by the id alone (an
 #: lru_cache keyed by the pair cost ~2% of a replay in tuple building and comparing).
-_HOLDOUT: dict[str, dict[str, float]] = {}
+_HOLDOUT: Final[dict[str, dict[str, float]]] = {}
 #: Entries kept per salt before the cache starts over (it only saves recomputing).
 HOLDOUT_CACHE: Final = 1 << 16
 

@@ -23,7 +23,7 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -34,19 +34,19 @@ from schemas.validator import Check, compile_schema, parse_rfc3339
 
 #: The package's directory, from the package spec (schemas/__init__.py): the compiled core's
 #: modules do not carry a reliable __file__ of their own (make core, scripts/build_core.py).
-SCHEMA_DIR = Path(str(importlib.resources.files("schemas")))
+SCHEMA_DIR: Final = Path(str(importlib.resources.files("schemas")))
 
 #: Input event types and the schema file that defines each.
-EVENT_TYPES: dict[str, str] = {
+EVENT_TYPES: Final[dict[str, str]] = {
     "order": "order-v1.json",
     "delivery": "delivery-v1.json",
     "courier_rating": "courier_rating-v1.json",
     "consent": "consent-v1.json",
 }
 
-DAY_MS = 86_400_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
+DAY_MS: Final = 86_400_000
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS: Final = timedelta(milliseconds=1)
 
 
 def schema_path(name: str) -> Path:

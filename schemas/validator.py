@@ -17,15 +17,15 @@ import math
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from schemas.errors import SchemaLoadError
 
 Check = Callable[[Any, str], "str | None"]
 
 #: Keywords that only annotate and need no check.
-_ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "$comment", "examples", "default"})
-_SUPPORTED = frozenset(
+_ANNOTATIONS: Final = frozenset({"$schema", "$id", "title", "description", "$comment", "examples", "default"})
+_SUPPORTED: Final = frozenset(
     {
         "type", "required", "properties", "additionalProperties", "const", "enum",
         "minLength", "maxLength", "minimum", "maximum", "pattern", "format", "items",
@@ -33,7 +33,7 @@ _SUPPORTED = frozenset(
 ) | _ANNOTATIONS
 
 # RFC 3339 date-time: a full date, a time, and a mandatory offset (Z or +hh:mm).
-_RFC3339 = re.compile(
+_RFC3339: Final = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
 
