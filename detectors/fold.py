@@ -131,26 +131,34 @@ class Fold:
         each line that is not a valid event. A failure to read the next line raises
         ReadFailed; anything else propagates as it is.
         """
-        it = iter(lines)
+        read = iter(lines).__next__  # bound once: next(it) looked the builtin up on every line
         n = 0
         number = 0
         last = 0
+        # A line is decoded as read, newline and all (JSON allows the whitespace around a
+        # value): stripping first copied every line. Only a line that fails, or is within two
+        # bytes of the size limit, is stripped and decoded again, so blank lines, errors and
+        # the limit are judged on the stripped line exactly as before.
+        near_limit = decoder.max_message_bytes - 2
         while True:
             try:
-                raw = next(it, None)
+                raw = read()
+            except StopIteration:
+                return n
             except (OSError, EOFError) as exc:
                 raise ReadFailed(exc) from exc
-            if raw is None:
-                return n
             number += 1
-            line = raw.strip()
-            if not line:
-                continue
             try:
-                ev = decoder.decode(line)
-            except InvalidEvent as exc:
-                on_reject(number, line, exc, last)
-                continue
+                ev = decoder.decode(raw if len(raw) < near_limit else raw.strip())
+            except InvalidEvent:
+                line = raw.strip()
+                if not line:
+                    continue
+                try:
+                    ev = decoder.decode(line)
+                except InvalidEvent as exc:
+                    on_reject(number, line, exc, last)
+                    continue
             last = ev.ts
             if not self.admit(last):
                 continue

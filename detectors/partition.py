@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Final
 
 from collections.abc import Iterable, MutableMapping
+from typing import cast
 
 from detectors.deadlines import NEVER, DeadlineIndex
 from detectors.decision import Decision
@@ -46,7 +47,10 @@ class PartitionCore:
     def apply(self, ev: Event) -> tuple[list[Decision], str]:
         """Apply one validated event; the outcome is accepted, duplicate or late."""
         customer_id, ts = ev.customer_id, ev.ts
-        before = self.store.get(customer_id)
+        store = self.store
+        # A plain dict (replay) is narrowed so the compiled core uses its C look-up; any other
+        # mapping (the live table) takes the generic method call.
+        before = store.get(customer_id) if type(store) is not dict else cast(dict[str, CustomerState], store).get(customer_id)
         moved = before is None or before.partition != self.partition
         next_at = UNKNOWN
         if not moved and ev.type == "order":  # the index holds this customer's next deadline
@@ -58,7 +62,8 @@ class PartitionCore:
         if ts < self.clock:
             outcome = LATE  # applied all the same; counted so lateness is visible
         st.partition = self.partition
-        self.store[customer_id] = st
+        if before is not st or type(store) is not dict:  # the engine updates in place; a live table must hear of it
+            store[customer_id] = st
         if moved or ev.type in DEADLINE_TYPES:
             # Deliveries and consent change nothing a deadline depends on (order history,
             # silence stage, frequency episode, pending follow-ups), so the index entry of a

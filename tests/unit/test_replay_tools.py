@@ -11,8 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
+from detectors.engine import Engine
 from detectors.envelope import iso_ms
-from schemas.decode import to_epoch_ms
+from detectors.fold import Fold
+from detectors.partition import PartitionCore
+from schemas.decode import EventDecoder, to_epoch_ms
 from schemas.errors import CommandError
 from streams.diff import TriggerSet, diff, render
 from streams.progress import Progress
@@ -124,6 +127,8 @@ def test_a_file_replays_the_same_through_the_line_loop_as_through_its_items(tmp_
     for i in sorted(rng.sample(range(len(lines)), 6), reverse=True):  # untidy: bad, blank and late lines
         lines.insert(i, rng.choice([b"{nope", b"   ", b"", b"[1]", {"type": "order"}]))
     lines[40], lines[400] = lines[400], lines[40]
+    # a valid event with whitespace around it and a CRLF ending: read as the stripped line
+    lines.insert(200, b"  " + orjson.dumps({**history[200], "event_id": "padded-1"}) + b" \r")
     for suffix in (".jsonl", ".jsonl.gz"):
         log = _write(tmp_path / f"u{suffix}", lines)
         kw = {"from_ms": END - 60 * DAY, "until_ms": END - 10 * DAY}
@@ -133,6 +138,20 @@ def test_a_file_replays_the_same_through_the_line_loop_as_through_its_items(tmp_
         assert _result(by_lines) == _result(by_items)
         assert by_lines.rejected == sum(1 for x in lines if x in (b"{nope", b"[1]", {"type": "order"}))
         assert min(by_lines.rejected, by_lines.late_count, by_lines.after_until, by_lines.before_from) > 0
+
+
+def test_the_line_loop_judges_the_size_limit_on_the_stripped_line(history):
+    """The loop decodes a line with its newline; the limit must still count the stripped bytes."""
+    ok = orjson.dumps(history[0])
+    big = orjson.dumps({**history[1], "comment": "x"})
+    decoder = EventDecoder(max_message_bytes=len(ok))
+    fold = Fold(PartitionCore(Engine(), {}), "v")
+    rejects: list[tuple[int, str]] = []
+    n = fold.lines([ok + b"\n", b" " + ok + b"\r\n", big + b"\n", b"\n"], decoder,
+                   lambda number, _line, exc, _last: rejects.append((number, exc.reason)))
+    assert n == 2
+    assert fold.by_type == {(history[0]["type"], "accepted"): 1, (history[0]["type"], "duplicate"): 1}
+    assert rejects == [(3, "too_large")]
 
 
 def test_a_broken_file_is_a_read_error_but_a_failing_sink_is_not(tmp_path, history):
