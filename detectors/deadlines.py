@@ -33,6 +33,10 @@ NEVER: Final = 1 << 61
 #: Bucket width of the far deadlines: 2**22 ms, about 70 minutes.
 BUCKET_BITS: Final = 22
 
+#: Bound once: a compiled module reads `module.function` from the module's dict on every call.
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
+
 
 class DeadlineIndex:
     __slots__ = ("_due", "_entries", "_far", "_horizon", "_keys", "_near")
@@ -55,17 +59,17 @@ class DeadlineIndex:
             if current is not None:
                 del due[customer_id]
             return
-        if current == deadline:
+        if current is not None and current == deadline:  # narrowed to int: a C compare, not a generic one
             return
         due[customer_id] = deadline
         if deadline < self._horizon:
-            heapq.heappush(self._near, (deadline, customer_id))
+            _heappush(self._near, (deadline, customer_id))
         else:
             key = deadline >> BUCKET_BITS
             bucket = self._far.get(key)
             if bucket is None:
                 self._far[key] = [customer_id]
-                heapq.heappush(self._keys, key)
+                _heappush(self._keys, key)
             else:
                 bucket.append(customer_id)
         self._entries += 1
@@ -89,7 +93,7 @@ class DeadlineIndex:
         near, keys, due = self._near, self._keys, self._due
         while True:
             while near and due.get(near[0][1]) != near[0][0]:
-                heapq.heappop(near)
+                _heappop(near)
             if near or not keys:  # near deadlines are all before the first bucket
                 return near[0][0] if near else None
             self._open()
@@ -106,22 +110,23 @@ class DeadlineIndex:
         near, due = self._near, self._due
         out: list[str] = []
         while near and near[0][0] <= now:
-            deadline, customer_id = heapq.heappop(near)
+            deadline, customer_id = _heappop(near)
             self._entries -= 1
-            if due.get(customer_id) == deadline:
+            live = due.get(customer_id)
+            if live is not None and live == deadline:
                 del due[customer_id]
                 out.append(customer_id)
         return out
 
     def _open(self) -> None:
         """Move the first bucket's live entries into the heap and the horizon past it."""
-        key = heapq.heappop(self._keys)
+        key = _heappop(self._keys)
         bucket = self._far.pop(key)
         near, due = self._near, self._due
         for customer_id in bucket:
             d = due.get(customer_id)
             if d is not None and d >> BUCKET_BITS == key:
-                heapq.heappush(near, (d, customer_id))
+                _heappush(near, (d, customer_id))
             else:
                 self._entries -= 1
         self._horizon = (key + 1) << BUCKET_BITS

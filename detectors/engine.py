@@ -38,6 +38,9 @@ DUPLICATE: Final = "duplicate"
 #: `next_at` not known to the caller: the engine works it out from the state.
 UNKNOWN: Final = -1
 
+#: Bound once: a compiled module reads `module.function` from the module's dict on every call.
+_insort: Final = bisect.insort
+
 _Fire = Callable[[DetectorConfig, CustomerState, str, int], list[Decision]]
 
 
@@ -141,7 +144,7 @@ class Engine:
         st.first_order = ts if st.n_orders == 0 else min(st.first_order, ts)
         st.n_orders += 1
         st.amount_total += float(d["amount"])
-        bisect.insort(st.recent, ts)
+        _insort(st.recent, ts)
         if len(st.recent) > RECENT:
             del st.recent[0]
         cats = st.cats

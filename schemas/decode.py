@@ -45,6 +45,9 @@ EVENT_TYPES: Final[dict[str, str]] = {
 }
 
 DAY_MS: Final = 86_400_000
+
+#: Bound once: a compiled module reads `module.function` from the module's dict on every call.
+_loads: Final = orjson.loads
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS: Final = timedelta(milliseconds=1)
 
@@ -136,7 +139,7 @@ class EventDecoder:
                 "too_large", f"message of {len(raw)} bytes exceeds {self.max_message_bytes}", "decode"
             )
         try:
-            obj = orjson.loads(raw)
+            obj = _loads(raw)
         except orjson.JSONDecodeError as exc:
             raise InvalidEvent("malformed_json", f"malformed JSON: {exc}", "decode") from None
         return self.validate(obj, now_ms)
