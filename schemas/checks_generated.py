@@ -10,15 +10,13 @@ fails when this text differs from what the generator writes now.
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any, Final
 
-from schemas.fastpath import MISSING, EventCheck, fast_epoch_ms
+from schemas.fastpath import MISSING, EventCheck, Pattern, fast_epoch_ms, finite_in
 
 SCHEMA_DIGEST: Final = "261c5effef6a6965e73f6f168ccd3ea4d92b6811ead6023374849f2a87fe8f14"
 
-ORDER_CURRENCY: Final = re.compile("^[A-Z]{3}$")
+ORDER_CURRENCY: Final = Pattern("^[A-Z]{3}$")
 DELIVERY_STATUS: Final = frozenset({"cancelled", "delivered", "failed", "returned"})
 CONSENT_CHANNEL: Final = frozenset({"all", "email", "push", "sms"})
 
@@ -45,11 +43,11 @@ def check_order(v: dict[str, Any]) -> int | None:
         return None
     x6 = v.get("amount", MISSING)
     if x6 is MISSING or not (
-        (type(x6) is int or (type(x6) is float and math.isfinite(x6))) and x6 >= 0 and x6 <= 1000000000
+        (type(x6) is float and finite_in(x6, 0.0, 1000000000.0)) or (type(x6) is int and x6 >= 0 and x6 <= 1000000000)
     ):
         return None
     x7 = v.get("currency", MISSING)
-    if x7 is not MISSING and not (type(x7) is str and ORDER_CURRENCY.search(x7) is not None):
+    if x7 is not MISSING and not (type(x7) is str and ORDER_CURRENCY.ok(x7)):
         return None
     return ts
 
