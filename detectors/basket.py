@@ -12,8 +12,6 @@ Must never: read the clock.
 
 from __future__ import annotations
 
-from typing import Final
-
 from detectors.config import DetectorConfig
 from detectors.decision import Decision
 from detectors.state import CustomerState

@@ -17,8 +17,8 @@ SILENCE_STAGES: Final = ("at_risk", "dormant", "lost")
 MEASUREMENT: Final = "measurement"
 
 
-_FIELDS: Final = ("customer_id", "kind", "stage", "severity", "family", "time_ms", "episode", "reason_codes", "evidence",
-           "caused_by", "favourite_category", "suppressed", "group", "rfm_segment", "channels")
+_FIELDS: Final = ("customer_id", "kind", "stage", "severity", "family", "time_ms", "episode", "reason_codes",
+                  "evidence", "caused_by", "favourite_category", "suppressed", "group", "rfm_segment", "channels")
 
 
 class Decision:

@@ -29,8 +29,19 @@ from detectors import basket, delivery, favourite, frequency, rating, returns, r
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.deadlines import NEVER
 from detectors.decision import Decision
-from detectors.state import (DIGEST, MAX_CATEGORIES, RECENT, SEEN, CustomerState, cat_entry, cat_last, cat_orders,
-                             event_digest, intern_category, seen_has)
+from detectors.state import (
+    DIGEST,
+    MAX_CATEGORIES,
+    RECENT,
+    SEEN,
+    CustomerState,
+    cat_entry,
+    cat_last,
+    cat_orders,
+    event_digest,
+    intern_category,
+    seen_has,
+)
 from schemas import Event
 
 ACCEPTED: Final = "accepted"
@@ -66,7 +77,7 @@ class Engine:
         cfg = self.cfg
         # two-argument min: mypyc compiles it to a compare, where min of three is a call to
         # the builtin with every argument boxed
-        return min(min(silence.deadline_ms(cfg, st), frequency.deadline_ms(cfg, st)), rating.deadline_ms(st))
+        return min(min(silence.deadline_ms(cfg, st), frequency.deadline_ms(cfg, st)), rating.deadline_ms(st))  # noqa: PLW3301
 
     def next_deadline(self, st: CustomerState) -> int | None:
         """When this customer next needs the clock, lateness allowance included."""

@@ -14,10 +14,8 @@ Must never: read the clock, import faust/asyncio/aiokafka/prometheus_client.
 
 from __future__ import annotations
 
-from typing import Final
-
 from collections.abc import Iterable, MutableMapping
-from typing import cast
+from typing import Final, cast
 
 from detectors.deadlines import NEVER, DeadlineIndex
 from detectors.decision import Decision
@@ -50,7 +48,10 @@ class PartitionCore:
         store = self.store
         # A plain dict (replay) is narrowed so the compiled core uses its C look-up; any other
         # mapping (the live table) takes the generic method call.
-        before = store.get(customer_id) if type(store) is not dict else cast(dict[str, CustomerState], store).get(customer_id)
+        if type(store) is dict:
+            before = cast(dict[str, CustomerState], store).get(customer_id)
+        else:
+            before = store.get(customer_id)
         moved = before is None or before.partition != self.partition
         next_at = UNKNOWN
         if not moved and ev.type == "order":  # the index holds this customer's next deadline
