@@ -110,6 +110,8 @@ class CustomerState:
         "freq_fired",
         "fu",
         "fu_last",
+        "hold",
+        "hold_salt",
         "last_emit",
         "last_event",
         "last_order",
@@ -137,6 +139,11 @@ class CustomerState:
         # not encoded): the detectors read it a few times per event and recomputing it was ~5%
         # of the replay time.
         self.fav: str | None = None
+        # holdout_value(hold_salt, customer id) once worked out (derived, not encoded): a pure
+        # function of the two, kept here because the per-salt cache's look-up by customer id
+        # was ~2% of a replay (its keys are cold). hold_salt None: not yet.
+        self.hold_salt: str | None = None
+        self.hold = 0.0
         self.silence_stage = 0       # stages fired in the current episode: 0 none, 1 at_risk, 2 dormant, 3 lost
         self.freq_fired = 0          # epoch ms the current frequency-drop episode fired (0: none)
         # digests of the last SEEN event ids, oldest first, back to back (event_digest): one
@@ -244,6 +251,7 @@ class CustomerState:
         c.n_orders, c.amount_total, c.recent = self.n_orders, self.amount_total, self.recent[:]
         c.cats = self.cats.copy()  # ints: immutable
         c.fav, c.silence_stage, c.freq_fired = self.fav, self.silence_stage, self.freq_fired
+        c.hold_salt, c.hold = self.hold_salt, self.hold
         c.seen, c.last_event, c.n_days = self.seen, self.last_event, self.n_days  # bytes: immutable
         c.amounts, c.basket_fired, c.fav_fired = self.amounts[:], self.basket_fired, self.fav_fired
         c.fu, c.fu_last = [f[:] for f in self.fu], self.fu_last

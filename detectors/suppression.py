@@ -104,7 +104,12 @@ def channels_at(cfg: DetectorConfig, st: CustomerState, t: int) -> tuple[str, ..
 
 def decide(cfg: DetectorConfig, st: CustomerState, d: Decision) -> None:
     """Fill group and channels, set `suppressed` when a rule applies, record emitted ones."""
-    d.group = group_of(cfg, d.customer_id)
+    salt = cfg.holdout_salt
+    known = st.hold_salt
+    if known is None or known != salt:  # `st` is d's customer: the value is theirs for this salt
+        st.hold = holdout_value(salt, d.customer_id)
+        st.hold_salt = salt
+    d.group = HOLDOUT if st.hold < cfg.holdout_share else TREATMENT  # group_of, from the kept value
     d.channels = channels_at(cfg, st, d.time_ms)
     if d.family == MEASUREMENT:
         return
