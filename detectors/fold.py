@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from detectors.decision import Decision
+from detectors.engine import ACCEPTED
 from detectors.envelope import to_cloudevent
 from detectors.partition import LATE, PartitionCore
 from schemas import Event, EventDecoder
@@ -59,20 +60,34 @@ class Fold:
         self.from_ms = from_ms
         self.until_ms = until_ms
         self.sink = sink
-        self.by_type: dict[tuple[str, str], int] = {}    # (type, outcome) -> events
-        self.triggers: dict[tuple[str, str], int] = {}   # (kind, emit | suppressed) -> decisions
+        # counts by type (events) and by kind (decisions), one dict per outcome: a (type, outcome)
+        # key was a tuple built, hashed and compared per event (by_type and triggers build those)
+        self.outcomes: dict[str, dict[str, int]] = {ACCEPTED: {}}
+        self.emitted: dict[str, int] = {}
+        self.suppressed: dict[str, int] = {}
         self.written = 0          # decisions passed on (inside the window)
         self.before_from = 0      # decisions with event time before `from`
         self.after_until = 0      # events after `until`, not applied
         self.late: list[tuple[str, str, int, int]] = []  # (event id, customer, ts, ms behind), the first KEEP
         self.late_count = 0
 
+    @property
+    def by_type(self) -> dict[tuple[str, str], int]:
+        """Events by (type, outcome)."""
+        return {(t, outcome): n for outcome, counts in self.outcomes.items() for t, n in counts.items()}
+
+    @property
+    def triggers(self) -> dict[tuple[str, str], int]:
+        """Decisions by (kind, emit | suppressed)."""
+        return {**{(k, "emit"): n for k, n in self.emitted.items()},
+                **{(k, "suppressed"): n for k, n in self.suppressed.items()}}
+
     def emit(self, decisions: list[Decision]) -> None:
         """Count decisions and pass those inside the window on to the sink as triggers."""
-        triggers, from_ms, sink, version = self.triggers, self.from_ms, self.sink, self.version
+        from_ms, sink, version = self.from_ms, self.sink, self.version
         for d in decisions:
-            key = (d.kind, "emit" if d.suppressed is None else "suppressed")
-            triggers[key] = triggers.get(key, 0) + 1
+            counts = self.emitted if d.suppressed is None else self.suppressed
+            counts[d.kind] = counts.get(d.kind, 0) + 1
             if from_ms is not None and d.time_ms < from_ms:
                 self.before_from += 1
                 continue
@@ -84,9 +99,10 @@ class Fold:
         """One event, then the sweep: (the event's decisions, its outcome, the deadlines that fired)."""
         core = self.core
         decisions, outcome = core.apply(ev)
-        key = (ev.type, outcome)
-        by_type = self.by_type
-        by_type[key] = by_type.get(key, 0) + 1
+        counts = self.outcomes.get(outcome)
+        if counts is None:
+            counts = self.outcomes[outcome] = {}
+        counts[ev.type] = counts.get(ev.type, 0) + 1
         if outcome == LATE:
             self.late_count += 1
             if len(self.late) < KEEP:
