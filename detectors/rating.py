@@ -23,7 +23,7 @@ from detectors.decision import Decision
 from detectors.state import CustomerState
 from schemas import Event
 
-#: Follow-ups pending per customer at most (bounded state).
+#: Follow-ups not yet due kept per customer at most (bounded state).
 MAX_FOLLOW_UPS: Final = 3
 
 
@@ -35,9 +35,18 @@ def on_rating(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decisio
     spaced = not st.fu_last or abs(ev.ts - st.fu_last) >= cfg.rating_follow_up_ms
     if st.last_order < ev.ts and spaced:
         st.fu_last = ev.ts
-        st.fu.append([ev.ts + cfg.rating_follow_up_ms, order_id])
-        st.fu.sort()
-        del st.fu[: max(0, len(st.fu) - MAX_FOLLOW_UPS)]
+        fu = st.fu
+        fu.append([ev.ts + cfg.rating_follow_up_ms, order_id])
+        fu.sort()
+        # At most MAX_FOLLOW_UPS checks not yet due; one already due by this rating's time is
+        # never dropped: whether a sweep has fired it depends on when the clock ticked, so
+        # dropping it would too (it fires at the next sweep).
+        due = 0
+        while due < len(fu) and fu[due][0] <= ev.ts:
+            due += 1
+        excess = len(fu) - due - MAX_FOLLOW_UPS
+        if excess > 0:
+            del fu[due:due + excess]
     return [
         Decision(
             customer_id=ev.customer_id,

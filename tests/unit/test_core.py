@@ -235,6 +235,21 @@ def test_triggers_do_not_depend_on_when_the_clock_ticks(spec, ticks):
     assert live == replayed
 
 
+def test_a_follow_up_already_due_survives_later_ratings_when_no_tick_fired_it():
+    """Found by the property above: four negative ratings 72 h apart used to push the first,
+    already due, check out of the bounded list when no sweep had fired it; a tick in
+    between fired it. Only checks not yet due are bounded now."""
+    spec = [("courier_rating", "a", 0, 1, "grocery"), ("order", "a", 0, 1, "grocery"),
+            ("courier_rating", "a", 72, 1, "grocery"), ("courier_rating", "a", 144, 1, "grocery"),
+            ("courier_rating", "a", 216, 1, "grocery")]
+    events = _events(spec)
+    until = T0 + 200 * DAY_MS
+    replayed = _triggers(events, [], until)
+    assert replayed == _triggers(events, [T0 + 72 * HOUR_MS], until)
+    follow_ups = [orjson.loads(t)["data"]["episode_id"] for t in replayed if b'"stage":"follow_up"' in t]
+    assert sorted(follow_ups) == ["o0", "o2", "o3", "o4"]
+
+
 @settings(max_examples=100, deadline=None)
 @given(spec=event_strategy)
 def test_duplicated_delivery_changes_nothing(spec):
