@@ -27,8 +27,9 @@ def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision
     n_base = st.n_orders - len(st.amounts)
     if len(st.amounts) < k or n_base < cfg.basket_min_baseline_orders:
         return []
-    recent = sum(st.amounts) / len(st.amounts)
-    baseline = (st.amount_total - sum(st.amounts)) / n_base
+    recent_total = sum(st.amounts)
+    recent = recent_total / len(st.amounts)
+    baseline = (st.amount_total - recent_total) / n_base
     if baseline <= 0 or recent >= cfg.basket_drop_ratio * baseline:
         st.basket_fired = 0  # recovered (or never dropped): a later drop is a new episode
         return []

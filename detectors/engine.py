@@ -155,9 +155,13 @@ class Engine:
         st.first_order = ts if st.n_orders == 0 else min(st.first_order, ts)
         st.n_orders += 1
         st.amount_total += float(d["amount"])
-        _insort(st.recent, ts)
-        if len(st.recent) > RECENT:
-            del st.recent[0]
+        recent = st.recent
+        if not recent or ts >= recent[-1]:
+            recent.append(ts)  # the common case (orders arrive in order): where insort would put it
+        else:
+            _insort(recent, ts)
+        if len(recent) > RECENT:
+            del recent[0]
         cats = st.cats
         cat = intern_category(d["category"])
         entry = cats.get(cat)
