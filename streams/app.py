@@ -125,6 +125,62 @@ def seek_before_fetch(consumer: Any, is_changelog: Callable[[Any], bool]) -> Cal
     return unstick
 
 
+#: An assigned input partition not fetched for this long, with no rebalance under way, is stalled.
+STALL_S = 30.0
+
+
+def watch_input(consumer: Any, inputs: set[str], last_poll_ms: Callable[[Any], int | None],
+                wall_ms: Callable[[], int]) -> Callable[[bool], list[Any]]:
+    """Returns `check(settled)`: the assigned input partitions the fetcher has stopped polling.
+
+    A worker has been seen to finish a restart and then fetch nothing for minutes, with no
+    error (docs/reliability.md, "Open issues"): every partition Faust counts as active is
+    polled at least once a second, so one not polled for STALL_S while nothing is being
+    rebalanced is stalled. Such a partition is logged with the consumer's view of it (the
+    evidence the open issue lacks) and made active again; a paused one is left to
+    `seek_before_fetch`'s unstick.
+    """
+    settled_since: list[int | None] = [None]
+
+    def check(settled: bool) -> list[Any]:
+        now = wall_ms()
+        if not settled:
+            settled_since[0] = None
+            return []
+        if settled_since[0] is None:
+            settled_since[0] = now
+        if now - settled_since[0] < STALL_S * 1000:
+            return []
+        paused = consumer._paused_partitions
+        stalled = []
+        for tp in sorted(consumer.assignment()):
+            if tp.topic not in inputs or tp in paused:
+                continue
+            polled = last_poll_ms(tp)
+            if polled is None or now - polled > STALL_S * 1000:
+                stalled.append(tp)
+        if stalled:
+            active = consumer._get_active_partitions()
+            buffered = getattr(consumer, "_buffered_partitions", set())
+
+            def describe(tp: Any) -> str:
+                polled = last_poll_ms(tp)
+                fetched = "never" if polled is None else f"{(now - polled) / 1000:.0f} s ago"
+                return (f"{tp.topic}[{tp.partition}] (active {tp in active}, buffered {tp in buffered}, "
+                        f"last fetch {fetched}, read offset {consumer._read_offset.get(tp)})")
+
+            log.warning(
+                "input partitions not fetched for %.0f s after the rebalance settled; made active again: %s "
+                "(consumer: flow %s, generation %s, fetching from %d of %d assigned partitions)",
+                STALL_S, ", ".join(describe(tp) for tp in stalled), getattr(consumer, "flow_active", "?"),
+                getattr(consumer.app, "consumer_generation_id", "?"), len(active), len(consumer.assignment()))
+            active.update(stalled)
+            settled_since[0] = now  # give the fetcher another STALL_S before looking again
+        return stalled
+
+    return check
+
+
 def count_offset_gaps(consumer: Any, metrics: Metrics, inputs: set[str]) -> None:
     """Count the offset jumps Faust's consumer records as committable gaps (metric offset_gaps)."""
     add_gap = consumer._add_gap
@@ -372,6 +428,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     unstick = seek_before_fetch(consumer, consumer._is_changelog_tp)
     count_offset_gaps(consumer, metrics, set(t.inputs))
 
+    def last_poll_ms(tp: Any) -> int | None:
+        try:
+            return consumer._thread._ensure_consumer().last_poll_timestamp(tp)  # type: ignore[no-any-return]
+        except Exception:  # the client is not there yet: unknown
+            return None
+
+    stalled_input = watch_input(consumer, set(t.inputs) | {t.clock}, last_poll_ms, wall_ms)
+
     stale_ms = max(2000, int(settings.tick_interval_s * 2000))
 
     @app.timer(settings.tick_interval_s)
@@ -450,6 +514,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
         if stuck:
             log.warning("input partitions %s were still paused after the rebalance; resumed",
                         ", ".join(f"{tp.topic}[{tp.partition}]" for tp in stuck))
+        stalled_input(settled and broker_ok["reachable"])  # an unreachable broker is its own alert
 
     @app.timer(30.0)
     async def customers_gauge() -> None:

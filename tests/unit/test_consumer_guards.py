@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from streams.app import count_offset_gaps, seek_before_fetch
+from streams.app import STALL_S, count_offset_gaps, seek_before_fetch, watch_input
 from streams.metrics import Metrics
 
 
@@ -111,3 +111,42 @@ def test_offset_jumps_on_input_topics_are_counted_and_still_recorded() -> None:
     asyncio.run(c._add_gap(CHANGELOG, 3, 5))  # changelogs are compacted: their jumps are normal
     assert c.gaps == [(ORDERS, 70, 88), (CHANGELOG, 3, 5)]
     assert metrics.registry.get_sample_value("churn_consumer_offset_gaps_total", {"topic": "orders"}) == 1
+
+
+class _Watched(Consumer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.assigned = {ORDERS, CHANGELOG, DELIVERIES, RATINGS}
+        self._read_offset: dict[TP, int] = {ORDERS: 41}
+        self.flow_active = True
+        self.app = type("App", (), {"consumer_generation_id": 3})()
+
+    def _get_active_partitions(self) -> set[TP]:
+        return self.active
+
+
+DELIVERIES, RATINGS = TP("deliveries", 0), TP("ratings", 0)
+
+
+def test_an_input_partition_the_fetcher_stopped_polling_is_reported_and_made_active(caplog) -> None:
+    c = _Watched()
+    c._paused_partitions = {RATINGS}  # paused: unstick's business, not this check's
+    clock = {"now": 1_000_000}
+    polled = {DELIVERIES: 1_000_000}  # ORDERS never polled; the changelog is not input
+    check = watch_input(c, {"orders", "deliveries", "ratings"}, polled.get, lambda: clock["now"])
+    assert check(True) == []
+    clock["now"] += int(STALL_S * 1000) - 1
+    polled[DELIVERIES] = clock["now"]
+    assert check(True) == [], "settled for less than STALL_S: a rebalance may just have ended"
+    clock["now"] += 2
+    with caplog.at_level("WARNING", logger="churn_signals"):
+        assert check(True) == [ORDERS]
+    assert ORDERS in c.active
+    assert "orders[0] (active False, buffered False, last fetch never, read offset 41)" in caplog.text
+    assert check(True) == [], "made active: the fetcher gets another STALL_S"
+    clock["now"] += int(STALL_S * 1000) + 1
+    polled[DELIVERIES] = polled[ORDERS] = clock["now"]
+    assert check(True) == []
+    assert check(False) == []
+    clock["now"] += int(STALL_S * 1000) * 5
+    assert check(True) == [], "the settled time starts again after a rebalance"
