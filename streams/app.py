@@ -130,7 +130,8 @@ STALL_S = 30.0
 
 
 def watch_input(consumer: Any, inputs: set[str], last_poll_ms: Callable[[Any], int | None],
-                wall_ms: Callable[[], int]) -> Callable[[bool], list[Any]]:
+                wall_ms: Callable[[], int],
+                highwater: Callable[[Any], int | None] = lambda tp: None) -> Callable[[bool], list[Any]]:
     """Returns `check(settled)`: the assigned input partitions the fetcher has stopped polling.
 
     A worker has been seen to finish a restart and then fetch nothing for minutes, with no
@@ -138,17 +139,45 @@ def watch_input(consumer: Any, inputs: set[str], last_poll_ms: Callable[[Any], i
     polled at least once a second, so one not polled for STALL_S while nothing is being
     rebalanced is stalled. Such a partition is logged with the consumer's view of it (the
     evidence the open issue lacks) and made active again; a paused one is left to
-    `seek_before_fetch`'s unstick.
+    `seek_before_fetch`'s unstick. A partition that is polled and has records past its
+    read offset, but whose read offset has not moved for STALL_S, is logged too (nothing
+    is changed for it: the cause is unknown).
     """
     settled_since: list[int | None] = [None]
+    reads: dict[Any, tuple[int | None, int]] = {}  # tp -> (read offset, since when, ms)
+    told: set[Any] = set()
 
     def check(settled: bool) -> list[Any]:
         now = wall_ms()
         if not settled:
             settled_since[0] = None
+            reads.clear()
+            told.clear()
             return []
         if settled_since[0] is None:
             settled_since[0] = now
+        waiting = []
+        for tp in sorted(consumer.assignment()):
+            if tp.topic not in inputs:
+                continue
+            offset = consumer._read_offset.get(tp)
+            seen = reads.get(tp)
+            if seen is None or seen[0] != offset:
+                reads[tp] = (offset, now)
+                told.discard(tp)
+                continue
+            end = highwater(tp)
+            # nothing read since a restart: the committed offset says where reading starts
+            base = offset if offset is not None else consumer._committed_offset.get(tp)
+            # two records past it at least: an off-by-one between offset conventions is no stall
+            if (end is not None and base is not None and end - 1 > base + 1
+                    and now - seen[1] >= STALL_S * 1000 and tp not in told):
+                waiting.append(f"{tp.topic}[{tp.partition}] (read offset {offset}, end {end})")
+                told.add(tp)
+        if waiting:
+            log.warning("input partitions with records waiting and nothing read for %.0f s: %s "
+                        "(consumer: flow %s, generation %s)", STALL_S, ", ".join(waiting),
+                        getattr(consumer, "flow_active", "?"), getattr(consumer.app, "consumer_generation_id", "?"))
         if now - settled_since[0] < STALL_S * 1000:
             return []
         paused = consumer._paused_partitions
@@ -434,7 +463,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
         except Exception:  # the client is not there yet: unknown
             return None
 
-    stalled_input = watch_input(consumer, set(t.inputs) | {t.clock}, last_poll_ms, wall_ms)
+    def known_end(tp: Any) -> int | None:
+        try:
+            return consumer.highwater(tp)  # type: ignore[no-any-return]
+        except Exception:  # not fetched yet: unknown
+            return None
+
+    stalled_input = watch_input(consumer, set(t.inputs) | {t.clock}, last_poll_ms, wall_ms, known_end)
 
     stale_ms = max(2000, int(settings.tick_interval_s * 2000))
 

@@ -118,6 +118,7 @@ class _Watched(Consumer):
         super().__init__()
         self.assigned = {ORDERS, CHANGELOG, DELIVERIES, RATINGS}
         self._read_offset: dict[TP, int] = {ORDERS: 41}
+        self._committed_offset: dict[TP, int] = {}
         self.flow_active = True
         self.app = type("App", (), {"consumer_generation_id": 3})()
 
@@ -150,3 +151,29 @@ def test_an_input_partition_the_fetcher_stopped_polling_is_reported_and_made_act
     assert check(False) == []
     clock["now"] += int(STALL_S * 1000) * 5
     assert check(True) == [], "the settled time starts again after a rebalance"
+
+
+def test_records_waiting_on_a_polled_partition_with_no_read_progress_are_reported(caplog) -> None:
+    c = _Watched()
+    c._committed_offset = {DELIVERIES: 9}
+    clock = {"now": 1_000_000}
+    ends = {ORDERS: 50, DELIVERIES: 10}  # orders: 8 records past its read offset 41; deliveries: caught up
+    check = watch_input(c, {"orders", "deliveries"}, lambda tp: clock["now"], lambda: clock["now"], ends.get)
+    with caplog.at_level("WARNING", logger="churn_signals"):
+        check(True)
+        clock["now"] += int(STALL_S * 1000) - 1
+        check(True)
+        assert "records waiting" not in caplog.text
+        clock["now"] += 1
+        check(True)
+        assert "orders[0] (read offset 41, end 50)" in caplog.text
+        assert "deliveries" not in caplog.text
+        caplog.clear()
+        clock["now"] += int(STALL_S * 1000)
+        check(True)
+        assert "records waiting" not in caplog.text, "said once per stall"
+        c._read_offset[ORDERS] = 42  # progress: a later stall is a new one
+        check(True)
+        clock["now"] += int(STALL_S * 1000)
+        check(True)
+        assert "orders[0] (read offset 42, end 50)" in caplog.text
