@@ -48,10 +48,8 @@ class PartitionCore:
         store = self.store
         # A plain dict (replay) is narrowed so the compiled core uses its C look-up; any other
         # mapping (the live table) takes the generic method call.
-        if type(store) is dict:
-            before = cast(dict[str, CustomerState], store).get(customer_id)
-        else:
-            before = store.get(customer_id)
+        plain = type(store) is dict
+        before = cast(dict[str, CustomerState], store).get(customer_id) if plain else store.get(customer_id)
         moved = before is None or before.partition != self.partition
         next_at = UNKNOWN
         if not moved and ev.type == "order":  # the index holds this customer's next deadline
@@ -63,7 +61,7 @@ class PartitionCore:
         if ts < self.clock:
             outcome = LATE  # applied all the same; counted so lateness is visible
         st.partition = self.partition
-        if before is not st or type(store) is not dict:  # the engine updates in place; a live table must hear of it
+        if before is not st or not plain:  # the engine updates in place; a live table must hear of it
             store[customer_id] = st
         if moved or ev.type in DEADLINE_TYPES:
             # Deliveries and consent change nothing a deadline depends on (order history,

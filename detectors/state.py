@@ -140,8 +140,8 @@ class CustomerState:
         # of the replay time.
         self.fav: str | None = None
         # holdout_value(hold_salt, customer id) once worked out (derived, not encoded): a pure
-        # function of the two, kept here because the per-salt cache's look-up by customer id
-        # was ~2% of a replay (its keys are cold). hold_salt None: not yet.
+        # function of the two, kept with the customer because a look-up by customer id in a
+        # shared cache was ~2% of a replay (its keys are cold). hold_salt None: not yet.
         self.hold_salt: str | None = None
         self.hold = 0.0
         self.silence_stage = 0       # stages fired in the current episode: 0 none, 1 at_risk, 2 dormant, 3 lost

@@ -29,7 +29,7 @@ from typing import Any
 
 from detectors import CustomerState, Decision, DetectorConfig, Engine, PartitionCore
 from detectors.envelope import iso_ms
-from detectors.fold import KEEP, Fold, ReadFailed
+from detectors.fold import KEEP, PROGRESS_MASK, Fold, ReadFailed
 from detectors.snapshot import summary
 from schemas import Event, EventDecoder, InvalidEvent
 from schemas.errors import CommandError
@@ -203,7 +203,7 @@ class Replayer:
             if not admit(ts):
                 continue
             n += 1
-            if progress is not None and not n & 4095:
+            if progress is not None and not n & PROGRESS_MASK:
                 progress.update(n)
             if not lateness:
                 apply(ev)
