@@ -130,19 +130,20 @@ STALL_S = 30.0
 
 
 def watch_input(consumer: Any, inputs: set[str], last_poll_ms: Callable[[Any], int | None],
-                wall_ms: Callable[[], int],
-                highwater: Callable[[Any], int | None] = lambda tp: None) -> Callable[[bool], list[Any]]:
+                wall_ms: Callable[[], int], highwater: Callable[[Any], int | None]) -> Callable[[bool], list[Any]]:
     """Returns `check(settled)`: the assigned input partitions the fetcher has stopped polling.
 
-    A worker has been seen to finish a restart and then fetch nothing for minutes, with no
-    error (docs/reliability.md, "Open issues"): every partition Faust counts as active is
-    polled at least once a second, so one not polled for STALL_S while nothing is being
-    rebalanced is stalled. Such a partition is logged with the consumer's view of it (the
-    evidence the open issue lacks) and made active again; a paused one is left to
-    `seek_before_fetch`'s unstick. A partition that is polled and has records past its
-    read offset, but whose read offset has not moved for STALL_S, is logged too (nothing
-    is changed for it: the cause is unknown).
+    A worker has been seen to finish a restart and then read nothing for minutes, with no
+    error (docs/reliability.md, "Open issues"). Two signs are logged, with the consumer's
+    view of the partition (the evidence the open issue lacks):
+
+    - not polled for STALL_S once nothing has been rebalanced for STALL_S (every partition
+      Faust counts as active is polled at least once a second): made active again and
+      returned; a paused one is left to `seek_before_fetch`'s unstick;
+    - polled, with records past its read offset, and the read offset still for STALL_S:
+      logged once per stall, nothing changed (the cause is unknown).
     """
+    limit = STALL_S * 1000
     settled_since: list[int | None] = [None]
     reads: dict[Any, tuple[int | None, int]] = {}  # tp -> (read offset, since when, ms)
     told: set[Any] = set()
@@ -156,7 +157,10 @@ def watch_input(consumer: Any, inputs: set[str], last_poll_ms: Callable[[Any], i
             return []
         if settled_since[0] is None:
             settled_since[0] = now
-        waiting = []
+        look_for_stalls = now - settled_since[0] >= limit
+        paused = consumer._paused_partitions
+        waiting: list[str] = []
+        stalled: list[Any] = []
         for tp in sorted(consumer.assignment()):
             if tp.topic not in inputs:
                 continue
@@ -165,29 +169,23 @@ def watch_input(consumer: Any, inputs: set[str], last_poll_ms: Callable[[Any], i
             if seen is None or seen[0] != offset:
                 reads[tp] = (offset, now)
                 told.discard(tp)
-                continue
-            end = highwater(tp)
-            # nothing read since a restart: the committed offset says where reading starts
-            base = offset if offset is not None else consumer._committed_offset.get(tp)
-            # two records past it at least: an off-by-one between offset conventions is no stall
-            if (end is not None and base is not None and end - 1 > base + 1
-                    and now - seen[1] >= STALL_S * 1000 and tp not in told):
-                waiting.append(f"{tp.topic}[{tp.partition}] (read offset {offset}, end {end})")
-                told.add(tp)
+            elif tp not in told and now - seen[1] >= limit:
+                end = highwater(tp)
+                # nothing read since a restart: the committed offset says where reading starts
+                base = offset if offset is not None else consumer._committed_offset.get(tp)
+                # two records past it at least: an off-by-one between offset conventions is no stall
+                if end is not None and base is not None and end - 1 > base + 1:
+                    waiting.append(f"{tp.topic}[{tp.partition}] (read offset {offset}, end {end})")
+                    told.add(tp)
+            if look_for_stalls and tp not in paused:
+                polled = last_poll_ms(tp)
+                if polled is None or now - polled > limit:
+                    stalled.append(tp)
+        flow = getattr(consumer, "flow_active", "?")
+        generation = getattr(consumer.app, "consumer_generation_id", "?")
         if waiting:
             log.warning("input partitions with records waiting and nothing read for %.0f s: %s "
-                        "(consumer: flow %s, generation %s)", STALL_S, ", ".join(waiting),
-                        getattr(consumer, "flow_active", "?"), getattr(consumer.app, "consumer_generation_id", "?"))
-        if now - settled_since[0] < STALL_S * 1000:
-            return []
-        paused = consumer._paused_partitions
-        stalled = []
-        for tp in sorted(consumer.assignment()):
-            if tp.topic not in inputs or tp in paused:
-                continue
-            polled = last_poll_ms(tp)
-            if polled is None or now - polled > STALL_S * 1000:
-                stalled.append(tp)
+                        "(consumer: flow %s, generation %s)", STALL_S, ", ".join(waiting), flow, generation)
         if stalled:
             active = consumer._get_active_partitions()
             buffered = getattr(consumer, "_buffered_partitions", set())
@@ -201,8 +199,8 @@ def watch_input(consumer: Any, inputs: set[str], last_poll_ms: Callable[[Any], i
             log.warning(
                 "input partitions not fetched for %.0f s after the rebalance settled; made active again: %s "
                 "(consumer: flow %s, generation %s, fetching from %d of %d assigned partitions)",
-                STALL_S, ", ".join(describe(tp) for tp in stalled), getattr(consumer, "flow_active", "?"),
-                getattr(consumer.app, "consumer_generation_id", "?"), len(active), len(consumer.assignment()))
+                STALL_S, ", ".join(describe(tp) for tp in stalled), flow, generation,
+                len(active), len(consumer.assignment()))
             active.update(stalled)
             settled_since[0] = now  # give the fetcher another STALL_S before looking again
         return stalled

@@ -134,7 +134,7 @@ def test_an_input_partition_the_fetcher_stopped_polling_is_reported_and_made_act
     c._paused_partitions = {RATINGS}  # paused: unstick's business, not this check's
     clock = {"now": 1_000_000}
     polled = {DELIVERIES: 1_000_000}  # ORDERS never polled; the changelog is not input
-    check = watch_input(c, {"orders", "deliveries", "ratings"}, polled.get, lambda: clock["now"])
+    check = watch_input(c, {"orders", "deliveries", "ratings"}, polled.get, lambda: clock["now"], lambda tp: None)
     assert check(True) == []
     clock["now"] += int(STALL_S * 1000) - 1
     polled[DELIVERIES] = clock["now"]
