@@ -6,9 +6,14 @@ STAMP   := $(VENV)/.installed
 # The compiled core (scripts/build_core.py): rebuilt whenever a core source changes.
 CORE    := build/core/.built
 CORE_SRC := $(wildcard detectors/*.py schemas/*.py)
+# The brokers the integration and fault tests run on: embedded (Tansu), kafka (Apache Kafka, KRaft) or both.
+BROKER  ?= both
+export BROKER
+# The Apache Kafka jars, fetched once (Maven Central, .cache/kafka) before tests that run on Kafka.
+KAFKA_JARS := $(if $(filter embedded,$(BROKER)),,kafka-jars)
 
 .DEFAULT_GOAL := help
-.PHONY: help install core checks pure demo test test-unit test-integration lint system-deps ops-check clean bench-quality bench-replay test-faults bench-live
+.PHONY: help install core checks pure demo test test-unit test-integration lint system-deps ops-check clean bench-quality bench-replay test-faults bench-live kafka kafka-jars fault-loop
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,17 +54,26 @@ lint: $(STAMP)  ## ruff and mypy (strict on detectors/ and schemas/)
 	$(VENV)/bin/ruff check detectors schemas streams tests bench scripts
 	$(VENV)/bin/mypy
 
-test: $(STAMP) $(CORE) system-deps lint  ## everything CI runs: lint, unit and integration tests
+test: $(STAMP) $(CORE) system-deps lint $(KAFKA_JARS)  ## everything CI runs: lint, unit, integration and fault tests (BROKER=both)
 	$(PY) -m pytest -q
 
 test-unit: $(STAMP) $(CORE)  ## fast tests without a broker
 	$(PY) -m pytest -q -m unit
 
-test-integration: $(STAMP) $(CORE)  ## real broker and worker processes on loopback
+test-integration: $(STAMP) $(CORE) system-deps $(KAFKA_JARS)  ## real broker and worker processes on loopback (BROKER=embedded|kafka|both)
 	$(PY) -m pytest -q -m integration
 
-test-faults: $(STAMP) $(CORE)  ## kill -9, rebalances, broker pause, outage backlog, fuzzed input: live workers vs a replay verifier
+test-faults: $(STAMP) $(CORE) system-deps $(KAFKA_JARS)  ## kill -9, rebalances, broker pause/crash, outage backlog, fuzzed input (BROKER=...)
 	$(PY) -m pytest -q -s -m faults
+
+fault-loop: $(STAMP) $(CORE) system-deps $(KAFKA_JARS)  ## the fault suite RUNS times in a row on BROKER, a line per run (tests/faults/loop.sh)
+	tests/faults/loop.sh $(or $(RUNS),10)
+
+kafka: $(STAMP)  ## start a local Apache Kafka broker (KRaft) on loopback for trying the worker against; Ctrl-C stops
+	$(PY) -m tests.kafka.launcher $(if $(PORT),--port $(PORT),)
+
+kafka-jars: $(STAMP) system-deps  ## only fetch the Apache Kafka jars the tests use (Maven Central, into .cache/kafka)
+	$(PY) -m tests.kafka.launcher --fetch-only
 
 bench-quality: $(STAMP) $(CORE)  ## CDNOW: ROC AUC of the streaming risk vs batch BG/NBD, a 90-day rule and recency
 	$(PY) -m bench.quality

@@ -198,13 +198,16 @@ class TopicSource:
             try:
                 with quiet_connection_errors():
                     loop.run_until_complete(asyncio.wait_for(consumer.start(), 15))
-                    known = loop.run_until_complete(consumer.topics())
+                    # The whole cluster's metadata, partitions included: a Kafka broker names in a
+                    # client's own metadata only the topics it asked for (none yet).
+                    cluster = loop.run_until_complete(consumer._client.fetch_all_metadata())
+                    known = cluster.topics()
             except (TimeoutError, KafkaError, OSError):
                 raise CommandError(f"cannot reach the Kafka broker at {self.bootstrap}") from None
             missing = [t for t in self.topics if t not in known]
             if missing:
                 raise CommandError(f"topic(s) not found on {self.bootstrap}: {', '.join(missing)}")
-            tps = [TopicPartition(t, p) for t in self.topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+            tps = [TopicPartition(t, p) for t in self.topics for p in sorted(cluster.partitions_for_topic(t) or ())]
             loop.run_until_complete(_in_loop(consumer.assign, tps))
             ends = loop.run_until_complete(consumer.end_offsets(tps))
             firsts = loop.run_until_complete(consumer.beginning_offsets(tps))

@@ -51,10 +51,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.unit)
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    log = tmp_path_factory.mktemp("broker") / "tansu.log"
-    b = EmbeddedBroker(log_path=log).start()
+#: The brokers the integration and fault tests run on: BROKER=embedded|kafka|both (make test: both).
+BROKER_KINDS = ("embedded", "kafka")
+
+
+def broker_kinds() -> list[str]:
+    wanted = os.environ.get("BROKER", "embedded").strip().lower()
+    if wanted == "both":
+        return list(BROKER_KINDS)
+    if wanted not in BROKER_KINDS:
+        raise pytest.UsageError(f"BROKER={wanted!r}: choose embedded, kafka or both")
+    return [wanted]
+
+
+def start_broker(kind: str, where: Path) -> Any:
+    """A started broker process of that kind on loopback: `.bootstrap`, `.proc`, `.stop()`."""
+    if kind == "kafka":
+        from tests.kafka.launcher import KafkaBroker
+
+        # topics a test produces to before a worker declares them get the workers' 2 partitions
+        return KafkaBroker(where / "kafka", extra_config={"num.partitions": "2"}).start()
+    return EmbeddedBroker(log_path=where / "tansu.log").start()
+
+
+@pytest.fixture(scope="session", params=broker_kinds())
+def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One broker process per kind for the whole session (tests keep apart by topic names)."""
+    b = start_broker(request.param, tmp_path_factory.mktemp(f"broker-{request.param}"))
+    b.kind = request.param
     yield b
     b.stop()
 
@@ -121,7 +145,7 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def start_worker(broker: EmbeddedBroker, topics: Topics, tmp_path: Path) -> Iterator[Any]:
+def start_worker(broker: Any, topics: Topics, tmp_path: Path) -> Iterator[Any]:
     """Factory: start a real `churn-signals worker` process; all are stopped at teardown."""
     started: list[WorkerProcess] = []
     app_id = f"app-{uuid.uuid4().hex[:8]}"

@@ -189,8 +189,10 @@ async def _read_all(bootstrap: str, topic: str, idle_s: float = 1.5, timeout: fl
         parts = consumer.partitions_for_topic(topic)
         deadline = time.monotonic() + timeout
         while not parts and time.monotonic() < deadline:
-            await consumer.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic)
+            # Kafka names only topics a client asked about in its metadata: ask for all of them
+            parts = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)
+            if not parts:
+                await asyncio.sleep(0.2)
         if not parts:
             return out
         from aiokafka import TopicPartition
