@@ -22,8 +22,17 @@ import faust
 from faust.serializers import codecs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.faust_patches import (
+    check_faust_version,
+    count_offset_gaps,
+    drain_messages,
+    fetch_from_snapshot,
+    finisher,
+    process_held_before_wait_empty,
+    resume_inputs_after_seek,
+    use_table_codecs,
+)
 from streams.health import broker_reachable
-from streams.intake import drain_messages, finisher
 from streams.metrics import Metrics, faust_monitor
 from streams.runtime import Outgoing, Runtime, headers_list
 from streams.settings import Settings
@@ -70,61 +79,6 @@ codecs.register("churn_state", _StateCodec())
 codecs.register("churn_utf8", _Utf8Codec())
 
 
-def seek_before_fetch(consumer: Any, is_changelog: Callable[[Any], bool]) -> Callable[[bool], list[Any]]:
-    """Keep input partitions paused until they are seeked to their committed offsets.
-
-    After a rebalance, Faust's recovery resumes the input partitions and then seeks them
-    to the committed offsets, while its fetcher (started to read the changelogs) runs.
-    Input records fetched in between were handed on for processing, and the seek then
-    moved Faust's read offset back below them: the next record looked like a jump in
-    offsets, which Faust records as a gap it may commit (messages still held for the
-    event-time merge could be committed unprocessed), and the records fetched again after
-    the seek were dropped as already read. A restarted worker lost an input message about
-    one run in ten (docs/reliability.md). Faust resumes input partitions only right before
-    such a seek, so the resume now waits for the seek.
-
-    Returns `unstick(settled)`, for a periodic check: with no rebalance under way
-    (`settled`), an input partition found paused at two calls in a row is resumed and
-    returned. None is expected; it keeps a missed resume from stopping the worker's input.
-    """
-    resume, seek = consumer.resume_partitions, consumer.perform_seek
-    waiting: set[Any] = set()
-    suspects: set[Any] = set()
-
-    def resume_partitions(tps: Iterable[Any]) -> None:
-        tps = set(tps)
-        changelogs = {tp for tp in tps if is_changelog(tp)}
-        waiting.update(tps - changelogs)
-        if changelogs:
-            resume(changelogs)
-
-    async def perform_seek() -> None:
-        try:
-            await seek()
-        finally:  # also when the seek fails or a new rebalance cancels it: never left paused
-            if waiting:
-                tps = set(waiting)
-                waiting.clear()
-                resume(tps)
-
-    def unstick(settled: bool) -> list[Any]:
-        if not settled:
-            suspects.clear()
-            return []
-        paused = waiting | {tp for tp in consumer._paused_partitions if not is_changelog(tp)}
-        stuck = sorted(paused & suspects)
-        suspects.clear()
-        suspects.update(paused.difference(stuck))
-        if stuck:
-            waiting.difference_update(stuck)
-            resume(stuck)
-        return stuck
-
-    consumer.resume_partitions = resume_partitions
-    consumer.perform_seek = perform_seek
-    return unstick
-
-
 #: An assigned input partition not fetched for this long, with no rebalance under way, is stalled.
 STALL_S = 30.0
 
@@ -144,6 +98,22 @@ def watch_input(consumer: Any, inputs: set[str], last_poll_ms: Callable[[Any], i
       logged once per stall, nothing changed (the cause is unknown).
     """
     limit = STALL_S * 1000
+
+    def fetch_state(tp: Any) -> str:
+        try:
+            client = consumer._thread._ensure_consumer()
+            fetcher = client._fetcher
+            state = client._subscription.subscription.assignment.state_value(tp)
+            held = fetcher._records.get(tp)
+            return (f"client position {state._position}, client paused {state.paused}, "
+                    f"buffered {held!r}, in flight {sorted(fetcher._in_flight)}, "
+                    f"faust active {tp in consumer._get_active_partitions()}, "
+                    f"faust paused {tp in consumer._paused_partitions}, committed {consumer._committed_offset.get(tp)}")
+        except Exception as exc:
+            return f"client state unknown: {exc!r}"
+    settled_since: list[int | None] = [None]
+    reads: dict[Any, tuple[int | None, int]] = {}  # tp -> (read offset, since when, ms)
+    told: set[Any] = set()
     settled_since: list[int | None] = [None]
     reads: dict[Any, tuple[int | None, int]] = {}  # tp -> (read offset, since when, ms)
     told: set[Any] = set()
@@ -175,7 +145,8 @@ def watch_input(consumer: Any, inputs: set[str], last_poll_ms: Callable[[Any], i
                 base = offset if offset is not None else consumer._committed_offset.get(tp)
                 # two records past it at least: an off-by-one between offset conventions is no stall
                 if end is not None and base is not None and end - 1 > base + 1:
-                    waiting.append(f"{tp.topic}[{tp.partition}] (read offset {offset}, end {end})")
+                    waiting.append(f"{tp.topic}[{tp.partition}] (read offset {offset}, end {end}, "
+                                   f"{fetch_state(tp)})")
                     told.add(tp)
             if look_for_stalls and tp not in paused:
                 polled = last_poll_ms(tp)
@@ -208,20 +179,6 @@ def watch_input(consumer: Any, inputs: set[str], last_poll_ms: Callable[[Any], i
     return check
 
 
-def count_offset_gaps(consumer: Any, metrics: Metrics, inputs: set[str]) -> None:
-    """Count the offset jumps Faust's consumer records as committable gaps (metric offset_gaps)."""
-    add_gap = consumer._add_gap
-
-    async def counted(tp: Any, offset_from: int, offset_to: int) -> None:
-        if tp.topic in inputs:
-            log.warning("consumer skipped offsets %d..%d of %s[%d]; they count as processed",
-                        offset_from, offset_to - 1, tp.topic, tp.partition)
-            metrics.offset_gaps.labels(tp.topic).inc()
-        await add_gap(tp, offset_from, offset_to)
-
-    consumer._add_gap = counted
-
-
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -236,6 +193,7 @@ def _version() -> str:
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faust.App, Runtime]:
+    check_faust_version()
     metrics = metrics or Metrics()
     metrics.initialise(settings.topics.inputs, _version(), settings.detector.version)
     t = settings.topics
@@ -271,16 +229,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
         "customers", default=None, partitions=settings.partitions,
         schema=faust.Schema(key_serializer="churn_utf8", value_serializer="churn_state"),
     )
-    # Faust derives table serializers from key/value model types; we have plain
-    # records with their own codec, so name the codecs directly.
-    table.key_serializer = "churn_utf8"
-    table.value_serializer = "churn_state"
-    # The changelog topic was already made (at registration) with the json default,
-    # and recovery decodes with it: every record failed ("Error in recovery"), a
-    # restarted worker never recovered its state. Give it the table's codecs too.
+    use_table_codecs(table, "churn_utf8", "churn_state")
     changelog = table.changelog_topic
-    changelog.schema = faust.Schema(key_serializer="churn_utf8", value_serializer="churn_state")
-    changelog.key_serializer, changelog.value_serializer = "churn_utf8", "churn_state"
     # Triggers, audit records and dead letters sent and not yet acknowledged by the broker.
     unsent: set[asyncio.Future[Any]] = set()
     # States are written back in batches (streams/state_store.py, rule 4): the table sees
@@ -428,7 +378,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     # worker's time, docs/performance.md); changelogs still go through Faust's conductor.
     sources = app.topic(*t.inputs, t.clock, key_serializer="raw", value_serializer="raw")
     app.topics.add(sources)
-    app.consumer._drain_messages = drain_messages(app, set(sources.topics), handle)  # type: ignore[method-assign]
+    drain_messages(app, set(sources.topics), handle)
 
     @app.timer(max(0.1, min(0.5, settings.merge_wait_ms / 2000)))
     async def release_waited() -> None:
@@ -442,17 +392,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     # revokes partitions or stops; held messages would make it wait forever. Process them
     # first, in event-time order without waiting for the other topics.
     consumer = app.consumer
-    consumer_wait_empty = consumer.wait_empty
-
-    async def wait_empty() -> None:
-        try:
-            process(runtime.drain())
-        except Exception:  # never stop a rebalance: unacknowledged messages are redelivered
-            log.exception("could not process the messages held for the event-time merge")
-        await consumer_wait_empty()
-
-    consumer.wait_empty = wait_empty  # type: ignore[method-assign]
-    unstick = seek_before_fetch(consumer, consumer._is_changelog_tp)
+    process_held_before_wait_empty(consumer, lambda: process(runtime.drain()))
+    unstick = resume_inputs_after_seek(consumer, consumer._is_changelog_tp)
+    fetch_from_snapshot(consumer)
     count_offset_gaps(consumer, metrics, set(t.inputs))
 
     def last_poll_ms(tp: Any) -> int | None:

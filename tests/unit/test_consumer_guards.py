@@ -1,4 +1,4 @@
-"""The two guards the worker puts on Faust's consumer (streams/app.py).
+"""The guards the worker puts on Faust's consumer (streams/faust_patches.py, streams/app.py).
 
 A stand-in consumer records what Faust's recovery would cause: which partitions
 are resumed, and when, relative to the seek to the committed offsets. The
@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from streams.app import STALL_S, count_offset_gaps, seek_before_fetch, watch_input
+from streams.app import STALL_S, watch_input
+from streams.faust_patches import count_offset_gaps, resume_inputs_after_seek
 from streams.metrics import Metrics
 
 
@@ -52,7 +53,7 @@ class Consumer:
 
 def _guarded(**kwargs: Any) -> Consumer:
     c = Consumer(**kwargs)
-    c.unstick = seek_before_fetch(c, lambda tp: tp.topic.endswith("-changelog"))  # type: ignore[attr-defined]
+    c.unstick = resume_inputs_after_seek(c, lambda tp: tp.topic.endswith("-changelog"))  # type: ignore[attr-defined]
     return c
 
 
@@ -166,7 +167,7 @@ def test_records_waiting_on_a_polled_partition_with_no_read_progress_are_reporte
         assert "records waiting" not in caplog.text
         clock["now"] += 1
         check(True)
-        assert "orders[0] (read offset 41, end 50)" in caplog.text
+        assert "orders[0] (read offset 41, end 50, " in caplog.text
         assert "deliveries" not in caplog.text
         caplog.clear()
         clock["now"] += int(STALL_S * 1000)
@@ -176,4 +177,4 @@ def test_records_waiting_on_a_polled_partition_with_no_read_progress_are_reporte
         check(True)
         clock["now"] += int(STALL_S * 1000)
         check(True)
-        assert "orders[0] (read offset 42, end 50)" in caplog.text
+        assert "orders[0] (read offset 42, end 50, " in caplog.text
