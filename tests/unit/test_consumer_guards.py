@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from streams.app import STALL_S, watch_input
+from streams.consumer_view import STALL_S, watch_input
 from streams.faust_patches import count_offset_gaps, resume_inputs_after_seek
 from streams.metrics import Metrics
 
