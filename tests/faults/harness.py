@@ -303,7 +303,7 @@ COMMIT_INTERVAL_S = 2.8
 
 def verify(tmp: Path, bootstrap: str, topics: Topics, app_id: str, events: list[dict[str, Any]],
            env: dict[str, str], workers: list[Any], settle_until_ms: int | None = None,
-           timeout: float = 120.0, corrected_ok: bool = False) -> dict[str, Any]:
+           timeout: float = 120.0) -> dict[str, Any]:
     """Wait until the live triggers catch up with replay, then compare triggers and state. Returns figures."""
     cfg = detector_config(env)
     log = write_log(events, tmp / "generated.jsonl")
@@ -335,8 +335,6 @@ def verify(tmp: Path, bootstrap: str, topics: Topics, app_id: str, events: list[
         time.sleep(1.0)
     want_high = expected_triggers(log, cfg, int(high))
     extra = set(live) - set(want_high)
-    corrected = corrected_false_silence(triggers(bootstrap, topics.triggers), extra) if corrected_ok else set()
-    extra -= corrected
     if extra:
         shown = [ce["data"] for ce in triggers(bootstrap, topics.triggers) if ce["id"] in extra][:6]
         raise AssertionError(f"{len(extra)} triggers replay does not produce (false or doubly applied) "
@@ -359,33 +357,11 @@ def verify(tmp: Path, bootstrap: str, topics: Topics, app_id: str, events: list[
              for i, w in enumerate(workers)}
     assert not any(jumps.values()), f"consumers skipped input offsets (worker: jumps): {jumps}"
     return {"events": len(events), "triggers": len(live), "copies": sum(live.values()),
-            "corrected_false_silence": len(corrected),
             "duplicated_ids": sum(1 for n in live.values() if n > 1), "customers": len(live_states)}
 
 
 def _outcomes(worker: Any) -> dict[str, float]:
     return {o: worker.metric("churn_events_total", outcome=o) for o in ("accepted", "duplicate", "late", "invalid")}
-
-
-def corrected_false_silence(fired: list[dict[str, Any]], extra: set[str]) -> set[str]:
-    """The extra triggers that are a false silence the core itself corrected.
-
-    A silence stage fired while an order of that customer was not applied yet;
-    the order then came, and the core emitted `silence_retracted` (or
-    `customer_returned` after a `lost`) for the same episode. Returns the ids of
-    the silence triggers and of their corrections, if every extra one of that
-    customer is part of such a pair.
-    """
-    by_id = {ce["id"]: ce["data"] for ce in fired}
-    corrections = {(d["customer_id"], d["episode_id"]) for i, d in by_id.items()
-                   if i in extra and d["kind"] in ("silence_retracted", "customer_returned")}
-    out = set()
-    for i in extra:
-        d = by_id.get(i)
-        if d is not None and d["kind"] in ("silence", "silence_retracted", "customer_returned") \
-                and (d["customer_id"], d["episode_id"]) in corrections:
-            out.add(i)
-    return out
 
 
 def event_ms(e: dict[str, Any]) -> int:

@@ -78,11 +78,8 @@ def test_rebalances_under_traffic_lose_nothing_and_standby_replicas_fire_nothing
     a.stop(signal.SIGTERM)   # leaves while traffic flows: b takes everything over
     traffic.wait_rounds(12)
     events = traffic.stop()
-    # Known open issue (docs/reliability.md): around a handover a silence stage can still fire
-    # before an order of the customer is applied; the core then retracts it. Such corrected
-    # pairs are reported, not failed; anything else extra, missing or doubly applied fails.
     stats = verify(tmp_path, broker.bootstrap, topics, b.env["CHURN_APP_ID"], events, env, [b],
-                   settle_until_ms=max(event_ms(e) for e in events) + LOST_MS, corrected_ok=True)
+                   settle_until_ms=max(event_ms(e) for e in events) + LOST_MS)
     # A standby that fired would write every trigger of its partitions a second time, and
     # the copies would not be confined to the rebalances.
     seen: dict[str, int] = {}
