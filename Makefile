@@ -81,7 +81,7 @@ bench-quality: $(STAMP) $(CORE)  ## CDNOW: ROC AUC of the streaming risk vs batc
 bench-replay: $(STAMP) $(CORE)  ## replay of a 1M-event synthetic log on one core: events/s, bytes/customer, ratio to a bare parse
 	$(PY) bench/replay_bench.py
 
-bench-live: $(STAMP) $(CORE)  ## one live worker on the embedded broker vs a counting Faust agent and a straightforward Faust app
+bench-live: $(STAMP) $(CORE)  ## one live worker vs a counting Faust agent and a straightforward Faust app (BROKER=kafka: on Apache Kafka)
 	$(PY) bench/live_bench.py
 
 clean:  ## remove the virtualenv and caches

@@ -1,6 +1,10 @@
-"""Live throughput of one worker on the embedded broker, against two Faust baselines in the same run.
+"""Live throughput of one worker on a real broker, against two Faust baselines in the same run.
 
-    python bench/live_bench.py [--events 100000] [--runs 3] [--partitions 4] [--profile out.prof]
+    python bench/live_bench.py [--broker embedded|kafka] [--events 100000] [--runs 3] [--partitions 4]
+                               [--profile out.prof]
+
+`--broker` (default: $BROKER, else embedded; `make bench-live BROKER=kafka`) picks
+the embedded broker (Tansu) or Apache Kafka (tests/kafka/launcher.py, fetched once).
 
 Each run produces one backlog of synthetic events (orders, deliveries, courier
 ratings of `--customers` customers, event times over the last 2 days, in order)
@@ -37,6 +41,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -51,6 +56,15 @@ from streams.settings import Settings, Topics  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
 
 DAY_MS = 86_400_000
+
+
+def start_broker(kind: str) -> Any:
+    """A broker process on loopback for the bench (a context manager: stopped at the end)."""
+    if kind == "kafka":
+        from tests.kafka.launcher import KafkaBroker
+
+        return KafkaBroker(extra_config={"num.partitions": "4"})
+    return EmbeddedBroker()
 CATEGORIES = ("grocery", "fashion", "home", "other")
 #: Event times span the last two days: shorter than every silence window, so triggers come at the
 #: rate of live traffic (bad ratings, failed deliveries, basket drops), not from a 20-day backfill.
@@ -227,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     # 100,000, not 40,000: the worker counts an event when the event-time merge releases it,
     # in bursts of up to ~9,000 with a backlog; over 40,000 events one burst more or less in
     # the 10%-90% window moved a run between 5,500 and 10,500 events/s (docs/performance.md).
+    p.add_argument("--broker", choices=("embedded", "kafka"),
+                   default=os.environ.get("BROKER", "embedded") if os.environ.get("BROKER") in ("embedded", "kafka")
+                   else "embedded", help="the broker the worker and the baselines read from")
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--customers", type=int, default=2_000)
     p.add_argument("--runs", type=int, default=3)
@@ -237,9 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[float]] = {"floor": [], "straightforward": [], "worker": []}
     path_us = statistics.median(path_only(generate(a.events, a.customers, seed=run), a.partitions)
                                 for run in range(3))
-    print(f"core: {core_kind()} (make core / make pure)")
+    print(f"core: {core_kind()} (make core / make pure); broker: {a.broker}")
     print(f"per-event path without Faust (Runtime.receive, median of 3): {path_us:.1f} µs/event", flush=True)
-    with EmbeddedBroker() as broker:
+    with start_broker(a.broker) as broker:
         for run in range(a.runs):
             prefix = f"lb{uuid.uuid4().hex[:6]}-"
             asyncio.run(produce(broker.bootstrap, prefix, generate(a.events, a.customers, seed=run), a.partitions))
