@@ -24,6 +24,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from schemas.errors import CommandError
 from streams.broker import EmbeddedBroker, free_port
 from streams.core import StaleCore, check_fresh, kind
 from streams.settings import Topics
@@ -77,7 +78,13 @@ def start_broker(kind: str, where: Path) -> Any:
 @pytest.fixture(scope="session", params=broker_kinds())
 def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One broker process per kind for the whole session (tests keep apart by topic names)."""
-    b = start_broker(request.param, tmp_path_factory.mktemp(f"broker-{request.param}"))
+    failed = None
+    try:
+        b = start_broker(request.param, tmp_path_factory.mktemp(f"broker-{request.param}"))
+    except CommandError as exc:  # no Java, no Maven, a failed fetch, a broker that would not start: one line
+        failed = f"BROKER={request.param}: {exc}"
+    if failed:
+        pytest.fail(failed, pytrace=False)
     b.kind = request.param
     yield b
     b.stop()
