@@ -250,7 +250,7 @@ def schedule(app: Any, settings: Settings, runtime: Runtime, view: ConsumerView,
         def highwater(tp: tuple[str, int]) -> int | None:
             return view.fresh_end(tp, stale_ms, settings.caught_up_lag)
 
-        for partition, now in runtime.tick_times(owned, highwater, view.committed).items():
+        for partition, now in runtime.tick_times(owned, highwater, view.committed, view.last_poll_ms).items():
             await clock.send(key=None, value=b'{"now":%d}' % now, partition=partition)
         runtime.record_consumer_lag(owned, view.end_offset, view.committed)
 

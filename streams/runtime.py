@@ -61,7 +61,7 @@ class Runtime:
         self.metrics = metrics
         self.wall_ms = wall_ms
         self.cores: dict[int, PartitionCore] = {}
-        self.watermarks = Watermarks(self.topics.inputs, settings.caught_up_lag)
+        self.watermarks = Watermarks(self.topics.inputs, settings.caught_up_lag, settings.producer_delay_ms)
         # Latest `now` this worker's own watermark vouched for, per owned partition (see on_tick).
         self.vouched: dict[int, int] = {}
         # A deadline this far past the wall clock is overdue: ticks come every
@@ -275,12 +275,13 @@ class Runtime:
         partitions: Iterable[int],
         highwater: Callable[[TP], int | None],
         committed: Callable[[TP], int | None],
+        fetched: Callable[[TP], int | None] | None = None,
     ) -> dict[int, int]:
-        """`now` for each actively owned partition that can advance."""
+        """`now` for each actively owned partition that can advance (streams/clock.py)."""
         wall = self.wall_ms()
         out: dict[int, int] = {}
         for p in partitions:
-            now = self.watermarks.now_for(p, wall, highwater, committed)
+            now = self.watermarks.now_for(p, wall, highwater, committed, fetched)
             if now is not None:
                 out[p] = self.vouched[p] = now
         return out

@@ -61,6 +61,10 @@ class Settings:
     # unread message could be an order that cancels a silence, and the clock topic's ticks can
     # be consumed before it (after a rebalance they were: false silence triggers).
     caught_up_lag: int = 0
+    # How long an event may take from its occurred_at to the broker: a caught-up partition's
+    # clock runs this far behind its last fetch, so such an event is read before silence is
+    # decided for its customer (streams/clock.py). Slower events are late (docs/reliability.md).
+    producer_delay_ms: int = 2000
     max_future_skew_ms: int = 5 * 60_000  # events further in the future go to the DLQ
     # Event-time merge of the input topics per partition (streams/merge.py): how long the
     # oldest held message may wait for a topic that still has unread messages (0: never
@@ -81,7 +85,7 @@ class Settings:
 
 _WORKER_KEYS = {
     "app_id": str, "partitions": int, "web_host": str, "web_port": int,
-    "tick_interval": float, "caught_up_lag": int, "max_future_skew": "duration",
+    "tick_interval": float, "caught_up_lag": int, "producer_delay": "duration", "max_future_skew": "duration",
     "merge_wait": "duration", "merge_max_held": int,
     "standby_replicas": int, "log_level": str, "log_format": str, "topic_prefix": str,
 }
@@ -131,10 +135,11 @@ def load_settings(env: dict[str, str] | None = None, overrides: dict[str, Any] |
         if kind is None:
             raise ConfigError(f"unknown worker setting {key!r}; known: {', '.join(sorted(_WORKER_KEYS))}")
         if kind == "duration":
-            if key == "merge_wait" and str(raw).strip() in ("0", "0.0"):
-                values["merge_wait_ms"] = 0  # "never wait": no unit needed
+            zero_ok = key in ("merge_wait", "producer_delay")
+            if zero_ok and str(raw).strip() in ("0", "0.0"):
+                values[f"{key}_ms"] = 0  # "never wait", "no allowance": no unit needed
             else:
-                values[f"{key}_ms"] = parse_duration(raw, key, allow_zero=key == "merge_wait")
+                values[f"{key}_ms"] = parse_duration(raw, key, allow_zero=zero_ok)
         elif key == "tick_interval":
             values["tick_interval_s"] = _convert(raw, key, float)
         else:

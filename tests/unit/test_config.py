@@ -101,6 +101,7 @@ def test_params_setting_loads_a_fitted_file(tmp_path):
         ({"CHURN_DETECTOR_PARAMS": "/nonexistent/p.json"}, ("parameter file", "not found")),
         ({"CHURN_DETECTOR_NO_SUCH_THING": "1"}, ("unknown detector setting", "no_such_thing")),
         ({"CHURN_MERGE_WAIT": "soon"}, ("merge_wait", "duration")),
+        ({"CHURN_PRODUCER_DELAY": "-1s"}, ("producer_delay",)),
         ({"CHURN_MERGE_MAX_HELD": "-1"}, ("merge_max_held", "negative")),
     ],
 )
@@ -118,5 +119,7 @@ def test_zero_lateness_and_zero_holdout_are_allowed():
 
 
 @pytest.mark.parametrize(("raw", "ms"), [("0", 0), ("0s", 0), ("500ms", 500), ("3s", 3000)])
-def test_merge_wait_takes_durations_and_a_bare_zero(raw, ms):
+def test_merge_wait_and_producer_delay_take_durations_and_a_bare_zero(raw, ms):
     assert load_settings(env={"CHURN_MERGE_WAIT": raw}).merge_wait_ms == ms
+    assert load_settings(env={"CHURN_PRODUCER_DELAY": raw}).producer_delay_ms == ms
+    assert load_settings(env={}).producer_delay_ms == 2000

@@ -128,3 +128,23 @@ def test_restarted_worker_with_backlog_does_not_jump_to_wall_clock(committed, ex
     wm = _wm(lag=10)
     hw = {("orders", 0): 500, ("deliveries", 0): 0}
     assert wm.now_for(0, 50_000, hw.get, lambda tp: committed if tp == ("orders", 0) else None) == expected
+
+
+def test_caught_up_partition_vouches_for_its_last_fetch_not_for_the_wall_clock():
+    # An order appended after the last fetch response is unread although the partition
+    # looked caught up: the clock must not pass the moment that response was made.
+    wm = Watermarks(TOPICS, 0)
+    hw = {("orders", 0): 7, ("deliveries", 0): 0}
+    committed = {("orders", 0): 7, ("deliveries", 0): 0}
+    fetched = {("orders", 0): 4_200, ("deliveries", 0): 4_900}
+    assert wm.now_for(0, 5_000, hw.get, committed.get, fetched.get) == 4_200
+    assert wm.now_for(0, 5_000, hw.get, committed.get, lambda tp: None) == 5_000  # not known: wall
+    assert wm.now_for(0, 5_000, hw.get, committed.get, lambda tp: 9_000) == 5_000  # never ahead of the wall
+
+
+def test_producer_delay_keeps_the_caught_up_clock_behind_events_on_their_way():
+    wm = Watermarks(TOPICS, 0, delay_ms=2_000)
+    hw = {("orders", 0): 0, ("deliveries", 0): 0}
+    assert wm.now_for(0, 5_000, hw.get, lambda tp: None, lambda tp: 4_500) == 2_500
+    wm.observe("orders", 0, 3, 4_000)  # a lagging partition follows event time: no allowance there
+    assert wm.now_for(0, 5_000, {("orders", 0): 9, ("deliveries", 0): 0}.get, lambda tp: None) == 4_000
