@@ -13,6 +13,7 @@ cd "$(dirname "$0")/../.."
 runs=${1:-10}
 shift || true
 dir=${LOOP_DIR:-$(mktemp -d -t churn-fault-loop-XXXX)}
+mkdir -p "$dir"
 py=${PY:-.venv/bin/python}
 echo "fault suite x$runs on BROKER=${BROKER:-embedded}; logs in $dir"
 failed=0
