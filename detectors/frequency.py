@@ -89,8 +89,14 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
 
 
 def on_order(cfg: DetectorConfig, st: CustomerState, ts: int) -> None:
-    """Recovery: once the recent count is back at the threshold, a new drop may fire."""
-    if not st.freq_fired:
+    """Recovery: once the recent count is back at the threshold, a new drop may fire.
+
+    Only an order after the drop's time shows a recovery. One dated before it (read late)
+    or at the same instant says the rate was fine up to the drop, not that it came back:
+    re-armed by it, the detector could fire the same drop again at the same deadline, its
+    episode. So a new drop's deadline always lies after the previous one's.
+    """
+    if not st.freq_fired or ts <= st.freq_fired:
         return
     th = _threshold(cfg, st)
     recent_count = sum(1 for r in st.recent if r > ts - cfg.frequency_window_ms)

@@ -140,6 +140,22 @@ def test_frequency_drop_needs_enough_history():
     assert [d.kind for d in run(events, until=T0 + 40 * DAY_MS)] == []
 
 
+def test_an_order_dated_before_a_fired_frequency_drop_does_not_fire_it_again():
+    """Found by the trigger id property (tests/unit/test_trigger_ids.py): an order read after the
+    drop fired but dated before it re-armed the detector, which fired the same drop again at the
+    same deadline (its episode, so its id), with other evidence. Only a later order is a recovery."""
+    drop = T0 + 86 * DAY_MS  # the weekly customer above
+    events = [ev("order", "c", T0 + w * 7 * DAY_MS, category="home") for w in range(11)]
+    events += [ev("delivery", "c", drop + DAY_MS, status="cancelled"),   # the clock passes the drop
+               ev("order", "c", T0 + 3 * DAY_MS, category="home")]       # then an old order is read
+    assert kinds(run(events, until=drop + 10 * DAY_MS)) == [("frequency_drop", "now", drop)]
+    # a real recovery (orders after the drop) re-arms it: the next drop is a new episode
+    events += [ev("order", "c", drop + (2 + i) * DAY_MS, category="home") for i in range(3)]
+    drops = [d for d in run(events, until=drop + 60 * DAY_MS) if d.kind == "frequency_drop"]
+    assert len(drops) == 2
+    assert drops[1].time_ms > drops[0].time_ms
+
+
 def test_duplicate_event_ids_are_applied_once():
     core = PartitionCore(Engine(), {})
     rating = DEC.validate(ev("courier_rating", "c", T0, rating=1, event_id="dup"))
