@@ -33,7 +33,10 @@ from schemas.errors import ConfigError
 
 __all__ = ["DAY_MS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig", "format_duration", "parse_duration"]
 
-DETECTOR_VERSION: Final = "2.0.0"
+#: 2.1.0: event-caused triggers and rating follow-ups got new ids (the causing event, or the rating
+#: that scheduled the check, joined the hash: envelope.trigger_id); silence and frequency-drop ids
+#: are unchanged. Consumers deduplicating across the upgrade can tell the two versions apart here.
+DETECTOR_VERSION: Final = "2.1.0"
 
 #: Category silence windows (at_risk, dormant), the playbooks' "silence windows".
 DEFAULT_WINDOWS: Final[dict[str, tuple[int, int]]] = {

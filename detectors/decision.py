@@ -18,7 +18,8 @@ MEASUREMENT: Final = "measurement"
 
 
 _FIELDS: Final = ("customer_id", "kind", "stage", "severity", "family", "time_ms", "episode", "reason_codes",
-                  "evidence", "caused_by", "favourite_category", "suppressed", "group", "rfm_segment", "channels")
+                  "evidence", "caused_by", "favourite_category", "suppressed", "group", "rfm_segment", "channels",
+                  "origin")
 
 
 class Decision:
@@ -35,7 +36,7 @@ class Decision:
         severity: str,              # info | low | medium | high
         family: str,                # service_recovery | win_back | retention | measurement
         time_ms: int,               # event time that caused it (the deadline for time-driven ones)
-        episode: str,               # what makes the trigger unique for its customer and kind
+        episode: str,               # its episode: a silence's last order (ms), a rated or delivered order's id, ...
         reason_codes: tuple[str, ...],
         evidence: dict[str, Any] | None = None,
         caused_by: str | None = None,           # event_id of the input that caused it
@@ -44,6 +45,10 @@ class Decision:
         group: str = "treatment",               # treatment | holdout (stable hash of the customer id)
         rfm_segment: str | None = None,         # RFM segment when it fired (None: no order yet)
         channels: tuple[str, ...] = (),         # contact channels the customer consents to at time_ms
+        # What tells a time-driven trigger apart from others of its customer, kind, episode and
+        # stage, when those do not (a follow-up: the rating that scheduled it); an
+        # event-caused one is told apart by `caused_by`. Part of the id (envelope.trigger_id).
+        origin: str = "",
     ) -> None:
         self.customer_id = customer_id
         self.kind = kind
@@ -60,11 +65,12 @@ class Decision:
         self.group = group
         self.rfm_segment = rfm_segment
         self.channels = channels
+        self.origin = origin
 
     def _values(self) -> tuple[Any, ...]:
         return (self.customer_id, self.kind, self.stage, self.severity, self.family, self.time_ms, self.episode,
                 self.reason_codes, self.evidence, self.caused_by, self.favourite_category, self.suppressed,
-                self.group, self.rfm_segment, self.channels)
+                self.group, self.rfm_segment, self.channels, self.origin)
 
     __hash__ = None  # type: ignore[assignment]  # mutable record: equal by value, not hashable
 

@@ -1,8 +1,9 @@
 """CloudEvents 1.0 envelope (structured mode) for decisions.
 
-The id is deterministic: a hash of customer, kind, episode and stage. An
+The id is a pure function of the trigger's identity (trigger_id): an
 at-least-once redelivery, a restart or a replay of the same history yields the
-same id, so consumers deduplicate by id. The payload follows
+same id, and two distinct triggers never share one (CloudEvents: source + id
+unique per event), so consumers deduplicate by id. The payload follows
 schemas/trigger-v1.json; the envelope schemas/cloudevent-v1.json.
 """
 
@@ -65,8 +66,21 @@ def iso_ms(ms: int) -> str:
                     "Z"))
 
 
-def trigger_id(customer_id: str, kind: str, episode: str, stage: str) -> str:
-    return _sha256(f"{customer_id}\x1f{kind}\x1f{episode}\x1f{stage}".encode()).hexdigest()[:32]
+def trigger_id(customer_id: str, kind: str, episode: str, stage: str, cause: str = "") -> str:
+    """Hash of customer, kind, episode, stage and, where those do not tell two triggers apart, the cause.
+
+    The cause of an event-caused trigger is the causing event's id: one order's two failed
+    deliveries, or a re-rated order's two ratings, are two triggers. A time-driven one needs
+    a cause only where episode and stage can repeat: a follow-up's is the rating that
+    scheduled it (its deadline alone is not enough: two ratings of one order at one time can
+    each schedule a check). A silence stage fires once per episode (its last order) and a
+    frequency drop's episode is its deadline, so theirs is empty, and their ids are those of
+    detector 2.0.0: the returns and retractions that name a silence trigger by id match it.
+    Nothing here depends on when or how often the trigger was computed.
+    """
+    if not cause:
+        return _sha256(f"{customer_id}\x1f{kind}\x1f{episode}\x1f{stage}".encode()).hexdigest()[:32]
+    return _sha256(f"{customer_id}\x1f{kind}\x1f{episode}\x1f{stage}\x1f{cause}".encode()).hexdigest()[:32]
 
 
 def to_cloudevent(dec: Decision, config_version: str) -> dict[str, Any]:
@@ -93,7 +107,7 @@ def to_cloudevent(dec: Decision, config_version: str) -> dict[str, Any]:
     }
     return {
         "specversion": "1.0",
-        "id": trigger_id(dec.customer_id, dec.kind, dec.episode, dec.stage),
+        "id": trigger_id(dec.customer_id, dec.kind, dec.episode, dec.stage, dec.caused_by or dec.origin),
         "source": SOURCE,
         "type": f"churn_signals.trigger.{dec.kind}.v1",
         "subject": dec.customer_id,

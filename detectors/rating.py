@@ -9,6 +9,9 @@ rating older than an order already applied schedules no follow-up. A negative
 rating less than 72 hours (by event time) after one that scheduled a follow-up
 schedules none: one check per bad experience, and the rule depends on event
 times only, never on whether a tick fired the earlier check in between.
+A check's id names the rating that scheduled it (by the hash of its event id,
+kept with the check), so an order re-rated after its first check gets a second
+check, a trigger of its own.
 
 Must never: read the clock.
 """
@@ -20,7 +23,7 @@ from typing import Final
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.deadlines import NEVER
 from detectors.decision import Decision
-from detectors.state import CustomerState
+from detectors.state import CustomerState, event_hash
 from schemas import Event
 
 #: Follow-ups not yet due kept per customer at most (bounded state).
@@ -36,7 +39,7 @@ def on_rating(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decisio
     if st.last_order < ev.ts and spaced:
         st.fu_last = ev.ts
         fu = st.fu
-        fu.append([ev.ts + cfg.rating_follow_up_ms, order_id])
+        fu.append([ev.ts + cfg.rating_follow_up_ms, order_id, event_hash(ev.event_id)])
         fu.sort()
         # At most MAX_FOLLOW_UPS checks not yet due; one already due by this rating's time is
         # never dropped: whether a sweep has fired it depends on when the clock ticked, so
@@ -76,9 +79,13 @@ def deadline_ms(st: CustomerState) -> int:
 def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: int) -> list[Decision]:
     if not st.fu or st.fu[0][0] > now:
         return []
-    at, order_id = int(st.fu[0][0]), str(st.fu[0][1])
-    del st.fu[0]
+    entry = st.fu.pop(0)
+    at, order_id = int(entry[0]), str(entry[1])
     rated = at - cfg.rating_follow_up_ms
+    # The rating that scheduled the check tells it apart: two ratings of one order at one time,
+    # read far apart, schedule two checks with one deadline. A check scheduled before detector
+    # 2.1.0 kept no rating: its rating's time stands in.
+    origin = f"{int(entry[2]):012x}" if len(entry) > 2 else str(rated)
     days_since_order = round((at - st.last_order) / DAY_MS, 3) if st.n_orders else None
     return [
         Decision(
@@ -96,6 +103,7 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
                 "days_since_last_order": days_since_order,
             },
             favourite_category=st.fav,
+            origin=origin,
         )
     ]
 

@@ -157,7 +157,8 @@ class CustomerState:
         self.amounts: list[float] = []
         self.basket_fired = 0        # epoch ms of the order that fired the current drop (0: none)
         self.fav_fired = 0           # last favourite-category order the abandonment fired for (0: none)
-        # pending negative-rating follow-ups: [due ms, rated order id], by due time
+        # pending negative-rating follow-ups: [due ms, rated order id, event_hash of the rating], by
+        # due time (checks scheduled before detector 2.1.0 have no hash; older code ignores it)
         self.fu: list[list[Any]] = []
         self.fu_last = 0             # event time of the latest rating that scheduled a follow-up
         self.late: list[int] = []    # times of the latest late deliveries, ascending
