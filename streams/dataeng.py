@@ -3,7 +3,8 @@
 cli.py registers these through `add_commands` and hands the parsed arguments
 to `run`; the work itself lives in sources.py, replay.py, sinks.py, diff.py and
 explain.py. Exit codes: 0 clean, 1 something to look at (replay: lines were
-rejected; diff and shadow: the trigger sets differ), 2 error.
+rejected; diff and shadow: the trigger sets differ, or one holds an id
+for two different triggers), 2 error.
 """
 
 from __future__ import annotations
@@ -89,8 +90,10 @@ def add_commands(add: Callable[[str, str, str], argparse.ArgumentParser],
 
     d = add("diff", "compare two trigger files",
             "Compare two JSON Lines files of trigger CloudEvents (from replay --out or read off the trigger topic) "
-            "by trigger id (customer, kind, episode, stage): added, removed and changed triggers with counts by "
-            "kind. Exit code 1 when they differ.")
+            "by trigger id (customer, kind, episode, stage and the causing event): added, removed and changed "
+            "triggers with counts by kind. A line repeating a trigger already read (same id, same content) is an "
+            "at-least-once copy and counts once; one id for two different triggers is reported as a conflict. "
+            "Exit code 1 when they differ or either file has a conflict.")
     d.add_argument("a", help="trigger file A (the baseline)")
     d.add_argument("b", help="trigger file B (the candidate)")
     _diff_args(d)

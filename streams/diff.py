@@ -1,8 +1,10 @@
 """Compare two sets of triggers: what a configuration change (or a code change) does.
 
-Triggers are matched by id. The id is a hash of customer, kind, episode and
-stage (detectors/envelope.py), so the same trigger under two configurations
-has the same id even when it fires at another time or with other evidence:
+Triggers are matched by id. The id is a hash of the trigger's identity:
+customer, kind, episode, stage and the event (or rating) that caused it
+(detectors/envelope.py), never of when it fired or what evidence it carries, so
+the same trigger under two configurations has the same id even when it fires at
+another time or with other evidence:
 
     added      id only in B          (B fires a trigger A does not)
     removed    id only in A
@@ -10,6 +12,15 @@ has the same id even when it fires at another time or with other evidence:
 
 `config_version` is left out of the comparison by default: it differs
 whenever the configurations differ, which is the point of a shadow run.
+
+Within one file, a line with an id already read is either a copy (the same
+trigger written again by at-least-once delivery: equal content, counted once)
+or a conflict: one id for two different triggers. Ids are unique per trigger,
+so a conflict means a file written before detector 2.1.0 (whose ids left out
+the causing event: a re-rated order's two ratings shared one) or a bug. A
+conflict is reported with the fields that differ; the first trigger read
+under the id is the one compared, as a consumer deduplicating by id keeps it,
+and the result is never "identical".
 """
 
 from __future__ import annotations
@@ -31,12 +42,18 @@ IGNORED = ("config_version",)
 class TriggerSet:
     label: str
     by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
-    repeated: int = 0   # lines whose id was already seen (at-least-once copies); the last one wins
+    copies: int = 0     # lines repeating a trigger already read, content and all (at-least-once copies)
+    # (the trigger kept under the id, a different one read later under the same id)
+    conflicts: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
 
     def add(self, ce: dict[str, Any]) -> None:
-        if ce["id"] in self.by_id:
-            self.repeated += 1
-        self.by_id[ce["id"]] = ce
+        first = self.by_id.get(ce["id"])
+        if first is None:
+            self.by_id[ce["id"]] = ce
+        elif first == ce:
+            self.copies += 1
+        else:
+            self.conflicts.append((first, ce))
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -83,7 +100,8 @@ class Diff:
 
     @property
     def identical(self) -> bool:
-        return not (self.added or self.removed or self.changed)
+        """No trigger added, removed or changed, and no id that stands for two triggers on either side."""
+        return not (self.added or self.removed or self.changed or self.a.conflicts or self.b.conflicts)
 
     def by_kind(self) -> dict[str, Counter[str]]:
         out: dict[str, Counter[str]] = {}
@@ -96,18 +114,29 @@ class Diff:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "a": {"label": self.a.label, "triggers": len(self.a)},
-            "b": {"label": self.b.label, "triggers": len(self.b)},
+            "a": _side(self.a),
+            "b": _side(self.b),
             "counts": {"added": len(self.added), "removed": len(self.removed), "changed": len(self.changed),
-                       "unchanged": self.unchanged},
+                       "unchanged": self.unchanged, "conflicts": len(self.a.conflicts) + len(self.b.conflicts)},
             "by_kind": {k: dict(v) for k, v in self.by_kind().items()},
             "added": self.added,
             "removed": self.removed,
-            "changed": [{"id": a["id"], "customer_id": a["data"]["customer_id"], "kind": a["data"]["kind"],
-                         "stage": a["data"]["stage"],
-                         "fields": [{"field": f, "a": va, "b": vb} for f, va, vb in fields]}
-                        for a, _, fields in self.changed],
+            "changed": [_fields(a, fields) for a, _, fields in self.changed],
+            "conflicts": [{"side": side, **_fields(first, changed_fields(first, other, ()), ("first", "other"))}
+                          for side, s in (("a", self.a), ("b", self.b)) for first, other in s.conflicts],
         }
+
+
+def _side(s: TriggerSet) -> dict[str, Any]:
+    return {"label": s.label, "triggers": len(s), "copies": s.copies, "conflicts": len(s.conflicts)}
+
+
+def _fields(ce: dict[str, Any], fields: list[tuple[str, Any, Any]],
+            names: tuple[str, str] = ("a", "b")) -> dict[str, Any]:
+    d = ce["data"]
+    x, y = names
+    return {"id": ce["id"], "customer_id": d["customer_id"], "kind": d["kind"], "stage": d["stage"],
+            "fields": [{"field": f, x: vx, y: vy} for f, vx, vy in fields]}
 
 
 def _label(ce: dict[str, Any]) -> str:
@@ -179,8 +208,19 @@ def render(result: Diff, limit: int = 50) -> str:
         if len(result.changed) > limit:
             lines.append(f"  ... and {len(result.changed) - limit} more")
     for s in (result.a, result.b):
-        if s.repeated:
-            lines.append(f"note: {s.label} repeats {s.repeated} trigger ids (redelivered copies); the last copy counts")
+        if s.conflicts:
+            lines.append(f"conflict: {s.label} has {len(s.conflicts)} id(s) shared by different triggers "
+                         "(ids are unique per trigger: a file written before detector 2.1.0, or a bug); "
+                         "the first trigger of each id is the one compared:")
+            for first, other in s.conflicts[:limit]:
+                lines.append(_line("!", first))
+                lines.extend(f"      {f}: {_show(va)} -> {_show(vb)}" for f, va, vb in changed_fields(first, other, ()))
+            if len(s.conflicts) > limit:
+                lines.append(f"  ... and {len(s.conflicts) - limit} more")
+    for s in (result.a, result.b):
+        if s.copies:
+            lines.append(f"note: {s.label} holds {s.copies} exact copies of triggers read before (same id, same "
+                         "content: at-least-once delivery); each trigger counts once")
     return "\n".join(lines)
 
 

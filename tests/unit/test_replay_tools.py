@@ -208,6 +208,37 @@ def test_diff_reports_added_removed_and_changed_triggers_by_id():
     assert "evidence.days: 7 -> 5" in text
 
 
+def test_diff_counts_a_copy_once_and_reports_one_id_for_two_triggers_as_a_conflict():
+    """A line repeating a trigger exactly is an at-least-once copy; the same id with other content
+    is two triggers sharing an id (files written before detector 2.1.0): never called a copy."""
+    first = _ce("c1", "negative_rating", "now", "2026-01-02T00:00:00.000Z", order_id="o1")
+    first["data"]["caused_by_event_id"] = "r1"
+    re_rated = {**first, "data": {**first["data"], "event_time": "2026-01-05T00:00:00.000Z",
+                                  "caused_by_event_id": "r2"}}
+    a, b = TriggerSet("A"), TriggerSet("B")
+    for ce in (first, dict(first)):
+        a.add(ce)
+        b.add(ce)
+    assert (a.copies, a.conflicts) == (1, [])
+    assert diff(a, b).identical
+    b.add(re_rated)
+    assert (len(b), b.copies, b.conflicts) == (1, 1, [(first, re_rated)])
+    d = diff(a, b)
+    assert (d.unchanged, d.changed, d.identical) == (1, [], False)  # compared by the first of the id
+    body = d.to_json()
+    assert body["counts"]["conflicts"] == 1
+    assert body["b"] == {"label": "B", "triggers": 1, "copies": 1, "conflicts": 1}
+    assert body["conflicts"][0]["side"] == "b"
+    assert body["conflicts"][0]["fields"] == [
+        {"field": "caused_by_event_id", "first": "r1", "other": "r2"},
+        {"field": "event_time", "first": "2026-01-02T00:00:00.000Z", "other": "2026-01-05T00:00:00.000Z"}]
+    text = render(d)
+    assert "conflict: B has 1 id(s) shared by different triggers" in text
+    assert "caused_by_event_id: r1 -> r2" in text
+    assert "redelivered" not in text
+    assert "note: B holds 1 exact copies of triggers read before" in text
+
+
 def test_diff_and_shadow_commands_on_real_files(tmp_path, history):
     log = _write(tmp_path / "h.jsonl", history)
     until = iso_ms(END)
