@@ -25,7 +25,7 @@ from faust.serializers import codecs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.checkpoint import Checkpoint
-from streams.consumer_view import ConsumerView, watch_input
+from streams.consumer_view import ConsumerView, watch_input, watch_recovery
 from streams.faust_patches import (
     check_faust_version,
     count_offset_gaps,
@@ -193,6 +193,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     fetch_from_snapshot(consumer)
     count_offset_gaps(consumer, metrics, set(t.inputs))
     stalled_input = watch_input(consumer, set(t.inputs) | {t.clock}, view.last_poll_ms, wall_ms, view.end_offset)
+    stalled_recovery = watch_recovery(app, time.monotonic)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
@@ -201,6 +202,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
 
     health = Health(app, settings, metrics, view)
     schedule(app, settings, runtime, view, clock, health, unstick, stalled_input, process)
+
+    @app.timer(5.0)
+    async def recovery_watchdog() -> None:
+        await stalled_recovery()
+
     add_pages(app, metrics, health)
     return app, runtime
 

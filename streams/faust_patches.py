@@ -66,6 +66,11 @@ PINNED: dict[str, str] = {
     "faust.transport.drivers.aiokafka.Producer.flush": "36d0cb3615f65b01",
     # count_offset_gaps wraps it
     "faust.transport.consumer.Consumer._add_gap": "4df2573ded7c1c2c",
+    # watch_recovery (streams/consumer_view.py) reads the recovery's own progress as these keep
+    # it, and re-seeks the way the recovery seeks
+    "faust.tables.recovery.Recovery._set_recovery_started": "bcfebf81ae13fc75",
+    "faust.tables.recovery.Recovery._verify_remaining": "2427027d0c01623f",
+    "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._seek_wait": "9d221e816d940467",
 }
 
 

@@ -22,7 +22,7 @@ for i in $(seq 1 "$runs"); do
   started=$(date +%s)
   "$py" -m pytest -q -p no:cacheprovider -m faults --basetemp="$run" "$@" > "$run.out" 2>&1
   rc=$?
-  stalls=$(grep -l -E "records waiting and nothing read|not fetched for .* after the rebalance|were still paused" \
+  stalls=$(grep -l -E "records waiting and nothing read|not fetched for .* after the rebalance|were still paused|none received for .* since the recovery started" \
            -r "$run" --include='worker-*.log' 2>/dev/null | wc -l)
   [ "$rc" -eq 0 ] || failed=$((failed + 1))
   echo "run $i: $([ "$rc" -eq 0 ] && echo passed || echo "FAILED (exit $rc)") in $(( $(date +%s) - started )) s," \
