@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib.resources
 import json
 import warnings
-from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
@@ -30,7 +29,7 @@ import orjson
 from schemas import checks_generated
 from schemas.errors import InvalidEvent, SchemaLoadError
 from schemas.fastpath import REGENERATE, EventCheck, compile_event_check, fast_epoch_ms, schema_digest
-from schemas.validator import Check, compile_schema, parse_rfc3339
+from schemas.validator import Check, compile_schema, rfc3339_ms
 
 #: The package's directory, from the package spec (schemas/__init__.py): the compiled core's
 #: modules do not carry a reliable __file__ of their own (make core, scripts/build_core.py).
@@ -48,8 +47,6 @@ DAY_MS: Final = 86_400_000
 
 #: Bound once: a compiled module reads `module.function` from the module's dict on every call.
 _loads: Final = orjson.loads
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS: Final = timedelta(milliseconds=1)
 
 
 def schema_path(name: str) -> Path:
@@ -75,10 +72,10 @@ def to_epoch_ms(value: str) -> int:
     ms = fast_epoch_ms(value)  # the canonical ...Z form, without the general parser
     if ms is not None:
         return ms
-    parsed = parse_rfc3339(value)
-    if parsed is None:  # pragma: no cover - the schema check runs first
+    ms = rfc3339_ms(value)
+    if ms is None:  # pragma: no cover - the schema check runs first
         raise InvalidEvent("schema", f"not an RFC 3339 date-time: {value!r}")
-    return (parsed - _EPOCH) // _ONE_MS
+    return ms
 
 
 @cache
