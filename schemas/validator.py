@@ -28,7 +28,7 @@ _ANNOTATIONS: Final = frozenset({"$schema", "$id", "title", "description", "$com
 _SUPPORTED: Final = frozenset(
     {
         "type", "required", "properties", "additionalProperties", "const", "enum",
-        "minLength", "maxLength", "minimum", "maximum", "pattern", "format", "items",
+        "minLength", "maxLength", "minimum", "maximum", "pattern", "format", "items", "not",
     }
 ) | _ANNOTATIONS
 
@@ -181,6 +181,8 @@ def compile_schema(schema: dict[str, Any], where: str = "schema") -> Check:
             if isinstance(v, str) and rfc3339_ms(v) is None
             else None
         )
+    if "not" in schema:
+        checks.append(_compile_not(schema["not"], where))
     if "items" in schema:
         item_check = compile_schema(schema["items"], f"{where}.items")
 
@@ -204,6 +206,23 @@ def compile_schema(schema: dict[str, Any], where: str = "schema") -> Check:
         return None
 
     return check_all
+
+
+def _compile_not(sub: Any, where: str) -> Check:
+    """`not`: the value must fail `sub`. The message is `sub`'s description (what the value must not
+    be, e.g. "contains a control character"), or the pattern it must not match."""
+    if not isinstance(sub, dict):
+        raise SchemaLoadError(f"{where}: `not` must be a schema object")
+    inner = compile_schema(sub, f"{where}.not")
+    said = sub.get("description") or (f"must not match {sub['pattern']}" if "pattern" in sub else
+                                      "must not match the schema under `not`")
+
+    def check_not(v: Any, p: str) -> str | None:
+        if inner(v, p) is not None:
+            return None
+        return f"{p}: {_shown(v) if isinstance(v, str) else repr(v)} {said}"
+
+    return check_not
 
 
 def _compile_object(schema: dict[str, Any], where: str) -> Check:

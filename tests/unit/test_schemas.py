@@ -30,6 +30,8 @@ VALID: list[dict[str, Any]] = [
      "order_id": "o1", "rating": 1, "courier_id": "k", "comment": "late again"},
     {"event_id": "e6", "type": "consent", "customer_id": "c1", "occurred_at": "2026-01-02T03:04:05Z",
      "channel": "all", "granted": False},
+    {"event_id": "e8", "type": "courier_rating", "customer_id": "Zoë\u00a0K\u200b", "occurred_at": "2026-01-02T03:04:05Z",
+     "order_id": "o1", "rating": 3, "courier_id": "", "comment": "line one\nline two\u001b"},
     {"event_id": "e7", "type": "consent", "customer_id": "c1", "occurred_at": "2026-01-02t03:04:05.1234567891z",
      "channel": "sms", "granted": True},
 ]
@@ -47,6 +49,12 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({**VALID[0], "occurred_at": "0000-01-01T00:00:00Z"}, "year zero"),
     ({**VALID[0], "occurred_at": "٢٠٢٦-01-05T00:00:00Z"}, "non-ASCII digits"),
     ({**VALID[3], "promised_at": "2026-01-02T03:00Z"}, "promised_at without seconds"),
+    ({**VALID[0], "customer_id": "c1\u001b[2J"}, "escape sequence in customer_id"),
+    ({**VALID[0], "event_id": "e1\n"}, "trailing newline in event_id"),
+    ({**VALID[0], "order_id": "o\u0000"}, "NUL in order_id"),
+    ({**VALID[0], "category": "groc\u007fery"}, "DEL in category"),
+    ({**VALID[4], "courier_id": "k\u009b31m"}, "C1 control in courier_id"),
+    ({**VALID[5], "customer_id": "\r"}, "carriage return as customer_id"),
     ({k: v for k, v in VALID[0].items() if k != "category"}, "missing category"),
     ({**VALID[0], "currency": "euro"}, "bad currency code"),
     ({**VALID[0], "customer_id": ""}, "empty customer id"),
@@ -89,6 +97,15 @@ def test_invalid_events_fail_both_validators(doc, why):
         EventDecoder().decode(orjson.dumps(doc))
     assert info.value.reason == "schema"
     assert not _reference(doc)
+
+
+def test_a_control_character_in_an_id_is_named_and_shown_escaped():
+    with pytest.raises(InvalidEvent) as info:
+        EventDecoder().decode(orjson.dumps({**VALID[0], "customer_id": "c1\u001b[2J"}))
+    assert info.value.reason == "schema"
+    assert str(info.value) == ("$.customer_id: 'c1\\x1b[2J' contains a control character "
+                               "(U+0000-U+001F, U+007F-U+009F)")
+    assert str(info.value).isprintable()
 
 
 def test_occurred_at_becomes_exact_epoch_milliseconds():
