@@ -11,6 +11,8 @@ used as a metric label and a DLQ header):
     schema          violates the type's JSON Schema file
     future_time     occurred_at later than `now` plus the allowed clock skew
     ancient_time    occurred_at before the configured earliest plausible time
+    implausible_time  a delivery's promised_at or delivered_at further from its
+                    occurred_at than the configured bound (max_delivery_offset)
 
 Must never: read the clock (`now_ms` is passed in), import from `streams/`.
 """
@@ -44,6 +46,13 @@ EVENT_TYPES: Final[dict[str, str]] = {
 }
 
 DAY_MS: Final = 86_400_000
+#: How far a delivery's promised_at and delivered_at may lie from its occurred_at (either way).
+#: A month covers any real promise or hand-over (scheduled deliveries included); a value
+#: beyond it is a broken producer, and believing it made a 2099 hand-over 38 million
+#: minutes late.
+MAX_DELIVERY_OFFSET_MS: Final = 30 * DAY_MS
+#: The times max_delivery_offset bounds, by event type.
+_RELATIVE_TIMES: Final = ("promised_at", "delivered_at")
 
 #: Bound once: a compiled module reads `module.function` from the module's dict on every call.
 _loads: Final = orjson.loads
@@ -109,10 +118,12 @@ class EventDecoder:
         max_future_skew_ms: int = 5 * 60_000,
         earliest_ms: int = 631_152_000_000,  # 1990-01-01T00:00:00Z
         max_message_bytes: int = 1_048_576,
+        max_delivery_offset_ms: int = MAX_DELIVERY_OFFSET_MS,
     ) -> None:
         self.max_future_skew_ms = max_future_skew_ms
         self.earliest_ms = earliest_ms
         self.max_message_bytes = max_message_bytes
+        self.max_delivery_offset_ms = max_delivery_offset_ms
         self._checks: dict[str, Check] = {
             t: compile_schema(load_schema(f), f) for t, f in EVENT_TYPES.items()
         }
@@ -151,7 +162,8 @@ class EventDecoder:
                     ts = checks_generated.check_event(type_, obj)  # a native call, not one through the dict
                 elif (fast := self._fast.get(type_)) is not None:
                     ts = fast(obj)
-            if ts is not None and ts >= self.earliest_ms and (now_ms is None or ts <= now_ms + self.max_future_skew_ms):
+            if (ts is not None and ts >= self.earliest_ms and (now_ms is None or ts <= now_ms + self.max_future_skew_ms)
+                    and (type_ != "delivery" or self._implausible_time(obj, ts) is None)):
                 return Event(obj["event_id"], str(type_), obj["customer_id"], ts, obj)
         if not isinstance(obj, dict):
             raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
@@ -173,4 +185,22 @@ class EventDecoder:
             )
         if ts < self.earliest_ms:
             raise InvalidEvent("ancient_time", f"occurred_at {obj['occurred_at']} is implausibly old", "semantic")
+        if type_ == "delivery":
+            why = self._implausible_time(obj, ts)
+            if why is not None:
+                raise InvalidEvent("implausible_time", why, "semantic")
         return Event(obj["event_id"], str(type_), obj["customer_id"], ts, obj)
+
+    def _implausible_time(self, obj: dict[str, Any], ts: int) -> str | None:
+        """Why a delivery's promised_at or delivered_at cannot be believed, or None (the schema check ran)."""
+        bound = self.max_delivery_offset_ms
+        for name in _RELATIVE_TIMES:
+            value = obj.get(name)
+            if value is None:
+                continue
+            off = to_epoch_ms(value) - ts
+            if off > bound or off < -bound:
+                return (f"{name} {value} is {abs(off) / DAY_MS:,.1f} days {'after' if off > 0 else 'before'} "
+                        f"occurred_at {obj['occurred_at']}; at most {bound / DAY_MS:g} days are plausible "
+                        "(max_delivery_offset)")
+        return None

@@ -17,7 +17,7 @@ import orjson
 from detectors import Decision, Engine, PartitionCore
 from detectors.engine import DUPLICATE
 from detectors.envelope import CONTENT_TYPE, encode, to_cloudevent
-from schemas import Event, EventDecoder, InvalidEvent
+from schemas import Event, InvalidEvent
 from streams.clock import TP, Watermarks
 from streams.merge import Merger
 from streams.metrics import RETURN_GROUPS, Metrics
@@ -53,7 +53,7 @@ class Runtime:
         self.topics = settings.topics
         self.engine = Engine(settings.detector)
         self.config_version = settings.detector.version
-        self.decoder = EventDecoder(max_future_skew_ms=settings.max_future_skew_ms)
+        self.decoder = settings.event_decoder()
         # Reads are private copies, writes wait for write_state() and, with write_back
         # (the live worker), for seal_state(): streams/state_store.py says why.
         self.store = StagedStore(store, len(self.topics.inputs), write_back)

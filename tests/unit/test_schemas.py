@@ -30,8 +30,9 @@ VALID: list[dict[str, Any]] = [
      "order_id": "o1", "rating": 1, "courier_id": "k", "comment": "late again"},
     {"event_id": "e6", "type": "consent", "customer_id": "c1", "occurred_at": "2026-01-02T03:04:05Z",
      "channel": "all", "granted": False},
-    {"event_id": "e8", "type": "courier_rating", "customer_id": "Zoë\u00a0K\u200b", "occurred_at": "2026-01-02T03:04:05Z",
-     "order_id": "o1", "rating": 3, "courier_id": "", "comment": "line one\nline two\u001b"},
+    {"event_id": "e8", "type": "courier_rating", "customer_id": "Zoë\u00a0K\u200b",
+     "occurred_at": "2026-01-02T03:04:05Z", "order_id": "o1", "rating": 3, "courier_id": "",
+     "comment": "line one\nline two\u001b"},
     {"event_id": "e7", "type": "consent", "customer_id": "c1", "occurred_at": "2026-01-02t03:04:05.1234567891z",
      "channel": "sms", "granted": True},
 ]
@@ -141,6 +142,37 @@ def test_future_and_ancient_times_are_rejected_with_now_passed_in():
     with pytest.raises(InvalidEvent) as info:
         dec.decode(orjson.dumps({**ev, "occurred_at": "1985-01-01T00:00:00Z"}))
     assert info.value.reason == "ancient_time"
+
+
+@pytest.mark.parametrize(("field", "value", "plausible"), [
+    ("promised_at", "2099-01-01T00:00:00Z", False),        # 73 years after: "38 million minutes late"
+    ("delivered_at", "2099-01-01T00:00:00Z", False),
+    ("promised_at", "1990-06-01T00:00:00Z", False),        # decades before
+    ("delivered_at", "2026-02-01T03:04:05Z", True),        # 30 days after occurred_at: the bound itself
+    ("delivered_at", "2026-02-01T03:04:05.001Z", False),   # a millisecond past it
+    ("promised_at", "2025-12-03T03:04:05Z", True),         # 30 days before
+    ("promised_at", "2025-12-03T03:04:04.999+00:00", False),
+])
+def test_delivery_times_far_from_the_event_time_are_implausible(field, value, plausible):
+    doc = {**VALID[3], field: value}  # occurred_at 2026-01-02T03:04:05Z
+    assert _reference(doc)  # the schema has no say in it: a semantic check
+    if plausible:
+        assert EventDecoder().decode(orjson.dumps(doc)).ts == 1767323045000
+        return
+    with pytest.raises(InvalidEvent) as info:
+        EventDecoder().decode(orjson.dumps(doc))
+    assert (info.value.reason, info.value.stage) == ("implausible_time", "semantic")
+    assert str(info.value).startswith(f"{field} {value} is ")
+    assert "max_delivery_offset" in str(info.value)
+
+
+def test_the_delivery_time_bound_is_a_setting_of_the_decoder():
+    doc = {**VALID[3], "delivered_at": "2026-01-04T03:04:05Z"}  # two days after occurred_at
+    assert EventDecoder().decode(orjson.dumps(doc))
+    with pytest.raises(InvalidEvent) as info:
+        EventDecoder(max_delivery_offset_ms=86_400_000).decode(orjson.dumps(doc))
+    assert info.value.reason == "implausible_time"
+    assert "at most 1 days" in str(info.value)
 
 
 def test_oversized_messages_are_rejected_before_parsing():
