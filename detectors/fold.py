@@ -140,12 +140,13 @@ class Fold:
 
     def lines(self, lines: Iterable[bytes], decoder: EventDecoder,
               on_reject: Callable[[int, bytes, InvalidEvent, int], None],
-              progress: Callable[[int], None] | None = None) -> int:
+              progress: Callable[[int], None] | None = None, now_ms: int | None = None) -> int:
         """Decode and apply every non-blank line of a JSON Lines stream. Returns events applied.
 
         `on_reject(line number, stripped line, error, latest event time before it)` gets
-        each line that is not a valid event. A failure to read the next line raises
-        ReadFailed; anything else propagates as it is.
+        each line that is not a valid event. `now_ms` bounds event times as live (the
+        decoder's max_future_skew past it is `future_time`); None leaves them unbounded.
+        A failure to read the next line raises ReadFailed; anything else propagates as it is.
         """
         read = iter(lines).__next__  # bound once: next(it) looked the builtin up on every line
         n = 0
@@ -165,13 +166,13 @@ class Fold:
                 raise ReadFailed(exc) from exc
             number += 1
             try:
-                ev = decoder.decode(raw if len(raw) < near_limit else raw.strip())
+                ev = decoder.decode(raw if len(raw) < near_limit else raw.strip(), now_ms)
             except InvalidEvent:
                 line = raw.strip()
                 if not line:
                     continue
                 try:
-                    ev = decoder.decode(line)
+                    ev = decoder.decode(line, now_ms)
                 except InvalidEvent as exc:
                     on_reject(number, line, exc, last)
                     continue

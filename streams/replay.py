@@ -11,7 +11,12 @@ Untidy input is handled, never dropped silently:
   reorder buffer (a heap released once the highest event time seen is
   `lateness` past them); events later than that are applied all the same and
   reported as `late` (exactly what the live worker does with them);
-- invalid lines and messages become `Reject`s with where they came from and why;
+- invalid lines and messages become `Reject`s with where they came from and why,
+  among them events further in the future than the live worker allows: with
+  `now_ms` (the CLI passes `--now`, by default the wall clock when the run
+  starts) anything after `now_ms` plus the decoder's max_future_skew is
+  rejected as `future_time`, so one line dated 2099 cannot move the clock past
+  everyone's deadlines; the past is not bounded, so old logs replay whole;
 - events after `until` are not applied and are counted; triggers before
   `from` are computed (their events build the state) but not written, and
   counted.
@@ -100,8 +105,14 @@ class Replayer:
         on_trigger: Callable[[dict[str, Any], Decision], None] | None = None,
         on_reject: Callable[[Reject], None] | None = None,
         observer: Observer | None = None,
+        decoder: EventDecoder | None = None,
+        now_ms: int | None = None,
     ) -> None:
         self.cfg = cfg or DetectorConfig()
+        # The plausibility bounds (Settings.event_decoder(): the worker's) and the time the
+        # future bound counts from; None: events are not checked against a wall clock.
+        self._decoder = decoder or EventDecoder()
+        self.now_ms = now_ms
         self.engine = Engine(self.cfg)
         self.version = self.cfg.version
         self.lateness_ms = lateness_ms
@@ -116,7 +127,7 @@ class Replayer:
         self.fold = Fold(self.core, self.version, from_ms=from_ms, until_ms=until_ms, sink=on_trigger)
 
     def decoder(self) -> EventDecoder:
-        return EventDecoder()
+        return self._decoder
 
     def _reject(self, r: Reject) -> None:
         res = self.result
@@ -151,7 +162,7 @@ class Replayer:
     def run_source(self, source: Source, progress: Progress | None = None) -> ReplayResult:
         """Replay a source; one file without reorder buffer or observer takes the fused line loop."""
         if not isinstance(source, FileSource) or self.lateness_ms or self.observer is not None:
-            return self.run(source.items(self.decoder()), progress)
+            return self.run(source.items(self.decoder(), self.now_ms), progress)
         path = source.path
 
         def reject(number: int, line: bytes, exc: InvalidEvent, last: int) -> None:
@@ -159,7 +170,8 @@ class Replayer:
 
         with fewer_collections(), source.open() as fh:
             try:
-                n = self.fold.lines(fh, self.decoder(), reject, None if progress is None else progress.update)
+                n = self.fold.lines(fh, self.decoder(), reject, None if progress is None else progress.update,
+                                    self.now_ms)
             except ReadFailed as exc:
                 raise CommandError(f"cannot read {path}: {exc.cause}") from None
         return self._finish(n, progress)
@@ -232,10 +244,13 @@ def replay(
     until_ms: int | None = None,
     on_trigger: Callable[[dict[str, Any]], None] | None = None,
     lateness_ms: int = 0,
+    now_ms: int | None = None,
+    on_reject: Callable[[Reject], None] | None = None,
 ) -> ReplayResult:
     """Replay one JSON Lines file (convenience for tests and scripts)."""
     sink = None if on_trigger is None else (lambda ce, _d: on_trigger(ce))
-    r = Replayer(cfg, until_ms=until_ms, lateness_ms=lateness_ms, on_trigger=sink)
+    r = Replayer(cfg, until_ms=until_ms, lateness_ms=lateness_ms, on_trigger=sink, now_ms=now_ms,
+                 on_reject=on_reject)
     return r.run_source(FileSource(path))
 
 
