@@ -21,6 +21,7 @@ from detectors.engine import ACCEPTED
 from detectors.envelope import to_cloudevent
 from detectors.partition import LATE, PartitionCore
 from schemas import Event, EventDecoder
+from schemas.decode import UTF8_BOM
 from schemas.errors import InvalidEvent
 
 #: How many late events a fold keeps for the report (all are counted).
@@ -155,7 +156,8 @@ class Fold:
         # A line is decoded as read, newline and all (JSON allows the whitespace around a
         # value): stripping first copied every line. Only a line that fails, or is within two
         # bytes of the size limit, is stripped and decoded again, so blank lines, errors and
-        # the limit are judged on the stripped line exactly as before.
+        # the limit are judged on the stripped line exactly as before. A byte-order mark
+        # at the start of the stream is skipped on that same path, costing the others nothing.
         near_limit = decoder.max_message_bytes - 2
         while True:
             try:
@@ -169,6 +171,8 @@ class Fold:
                 ev = decoder.decode(raw if len(raw) < near_limit else raw.strip(), now_ms)
             except InvalidEvent:
                 line = raw.strip()
+                if number == 1 and line[:3] == UTF8_BOM:
+                    line = line[3:].strip()
                 if not line:
                     continue
                 try:

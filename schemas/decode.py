@@ -46,6 +46,9 @@ EVENT_TYPES: Final[dict[str, str]] = {
 }
 
 DAY_MS: Final = 86_400_000
+#: A UTF-8 byte-order mark. Editors and spreadsheet exports put one at the start of a
+#: file; it is no JSON (RFC 8259 lets a parser ignore it), so file readers skip it there.
+UTF8_BOM: Final = b"\xef\xbb\xbf"
 #: How far a delivery's promised_at and delivered_at may lie from its occurred_at (either way).
 #: A month covers any real promise or hand-over (scheduled deliveries included); a value
 #: beyond it is a broken producer, and believing it made a 2099 hand-over 38 million

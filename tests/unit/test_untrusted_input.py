@@ -1,4 +1,5 @@
-"""Input that cannot poison the clock: what replay and explain do with lines no live worker would apply.
+"""Input that cannot poison the clock: what replay and explain do with lines no live worker would apply,
+and with the odd bytes real files carry.
 
 One line dated 2099 used to move replay's event-time clock 73 years ahead and
 fire every customer's silence, `lost` included. Replay and explain now bound
@@ -9,15 +10,23 @@ bytes and reason. The past is not bounded, so an old log replays whole.
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from detectors.engine import Engine
 from detectors.envelope import iso_ms
-from schemas.decode import to_epoch_ms
+from detectors.fold import Fold
+from detectors.partition import PartitionCore
+from schemas.decode import UTF8_BOM, EventDecoder, to_epoch_ms
+from streams.jsonl import read_lines
+from streams.produce import route
 from streams.samples import SampleGenerator
+from streams.settings import Settings
+from streams.sources import FileSource
 from tests.unit.test_cli import cli
 
 END = to_epoch_ms("2026-03-01T00:00:00Z")
@@ -112,3 +121,43 @@ def test_explain_bounds_the_future_as_replay_does(tmp_path, history):
     stages = [e["trigger"]["data"]["stage"] for e in body["entries"] if e["what"] == "deadline"]
     assert "lost" not in stages
     assert all(e.get("event_id") != "from-2099" for e in body["entries"] if e["what"] == "event")
+
+
+@pytest.mark.parametrize("how", ["log.jsonl", "log.jsonl.gz", "log.jsonl --lateness 1h", "dir"])
+def test_a_byte_order_mark_at_the_start_of_a_file_is_skipped(tmp_path, history, how):
+    clean, marked = tmp_path / "clean.jsonl", tmp_path / how.split()[0]
+    clean.write_bytes(_lines(history))
+    data = UTF8_BOM + _lines(history)
+    if how == "dir":
+        marked.mkdir()
+        (marked / "a.jsonl").write_bytes(data)
+    else:
+        marked.write_bytes(gzip.compress(data) if how.endswith(".gz") else data)
+    extra = how.split()[1:]
+    want, got = tmp_path / "want.jsonl", tmp_path / "got.jsonl"
+    assert cli("replay", str(clean), *extra, "--out", str(want)).returncode == 0
+    r = cli("replay", str(marked), *extra, "--out", str(got))
+    assert r.returncode == 0, r.stderr
+    assert "0 rejected lines" in r.stderr
+    assert got.read_bytes() == want.read_bytes()
+
+
+def test_every_file_reader_skips_the_mark_and_only_at_the_start(tmp_path, history):
+    first, second = orjson.dumps(history[0]), orjson.dumps(history[1])
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(UTF8_BOM + first + b"\n" + UTF8_BOM + second + b"\n")
+    # what produce, fit and the replay sources read
+    assert list(FileSource(log).lines()) == [(1, first), (2, UTF8_BOM + second)]
+    assert list(read_lines(log)) == [(1, first), (2, UTF8_BOM + second)]
+    assert route(Settings(), first)[0] == "orders"  # produce sends the line without the mark
+    # the fused replay loop: the mark inside the file is no JSON, and its line is rejected with its bytes
+    rejects: list[tuple[int, bytes, str]] = []
+    fold = Fold(PartitionCore(Engine(), {}), "test")
+    with FileSource(log).open() as fh:
+        n = fold.lines(fh, EventDecoder(), lambda number, line, exc, _last: rejects.append((number, line, exc.reason)))
+    assert n == 1
+    assert rejects == [(2, UTF8_BOM + second, "malformed_json")]
+    # a file that is nothing but the mark has no events and nothing to reject
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(UTF8_BOM + b"\n")
+    assert list(FileSource(empty).lines()) == []
