@@ -271,6 +271,7 @@ def _shadow(settings: Settings, args: argparse.Namespace) -> int:
 
 def _explain(settings: Settings, args: argparse.Namespace) -> int:
     from streams.explain import Timeline, render
+    from streams.terminal import printable, printable_json
 
     source = _open_source(settings, args)
     replayer = _replayer(settings, args)
@@ -278,10 +279,14 @@ def _explain(settings: Settings, args: argparse.Namespace) -> int:
     result = replayer.run_source(source)
     if args.json:
         body = {"customer_id": args.customer, "clock": result.clock, "entries": timeline.entries}
-        sys.stdout.buffer.write(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+        text = orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
+        sys.stdout.buffer.write(printable_json(text).encode() + b"\n")
     else:
         print(render(args.customer, timeline.entries, result.clock))
-    if not timeline.entries:
-        print(f"no event of customer {args.customer} in {args.source}", file=sys.stderr)
+    if result.rejected:
+        print(f"{result.rejected} lines of the log were rejected (replay --rejects FILE lists them all)",
+              file=sys.stderr)
+    if not any(e["what"] == "event" for e in timeline.entries):
+        print(printable(f"no event of customer {args.customer} in {args.source}"), file=sys.stderr)
         return 1
     return 0

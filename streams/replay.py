@@ -40,6 +40,7 @@ from schemas import Event, EventDecoder, InvalidEvent
 from schemas.errors import CommandError
 from streams.progress import Progress
 from streams.sources import FileSource, Item, Reject, Source
+from streams.terminal import printable
 
 #: Young-generation threshold of the cyclic collector during a replay (CPython: 700).
 GC_GEN0_THRESHOLD = 50_000
@@ -307,4 +308,4 @@ def summary_table(res: ReplayResult, sample: int = 10) -> str:
             lines.append(f"  event {eid} customer {cid} at {iso_ms(ts)}: {behind / 1000:.0f}s behind the clock")
         if res.late_count > sample:
             lines.append(f"  ... and {res.late_count - sample} more")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # ids and rejected text come from the log

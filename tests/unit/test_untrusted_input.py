@@ -27,6 +27,7 @@ from streams.produce import route
 from streams.samples import SampleGenerator
 from streams.settings import Settings
 from streams.sources import FileSource
+from streams.terminal import printable, printable_json
 from tests.unit.test_cli import cli
 
 END = to_epoch_ms("2026-03-01T00:00:00Z")
@@ -161,3 +162,48 @@ def test_every_file_reader_skips_the_mark_and_only_at_the_start(tmp_path, histor
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(UTF8_BOM + b"\n")
     assert list(FileSource(empty).lines()) == []
+
+
+def test_explain_escapes_every_control_character_it_would_print(tmp_path):
+    """No byte of the log drives the terminal: rejected lines shown raw, free text in --json, the id asked for."""
+    t0 = "2026-01-01T00:00:00Z"
+    order = {"event_id": "e1", "type": "order", "customer_id": "c1", "occurred_at": t0, "order_id": "o1",
+             "category": "grocery", "amount": 10.0}
+    rating = {"event_id": "e2", "type": "courier_rating", "customer_id": "c1", "occurred_at": "2026-01-01T01:00:00Z",
+              "order_id": "o1", "rating": 1, "comment": "rude\u009b2J\u007f\u202e"}  # C1, DEL, bidi override: free text
+    escape = dict(order, event_id="e3", category="groc\u001b[2Jery")   # an ANSI escape in a category: rejected
+    raw_del = orjson.dumps(dict(order, event_id="e4", order_id="o\u007f\u009b1"))  # raw DEL and C1 bytes in an id
+    assert b"\x7f" in raw_del
+    assert b"\xc2\x9b" in raw_del
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(_lines([order, rating, escape, raw_del]))
+
+    text = cli("explain", "c1", str(log), "--now", "2026-01-02T00:00:00Z")
+    assert text.returncode == 0, text.stderr
+    for out in (text.stdout, text.stderr):
+        assert all(line.isprintable() for line in out.splitlines()), out
+    assert "2 rejected lines" in text.stdout
+    assert "rejected  schema at" in text.stdout
+    assert "o\\x7f\\x9b1" in text.stdout                              # the raw line, escaped
+    assert "2 lines of the log were rejected" in text.stderr
+
+    as_json = cli("explain", "c1", str(log), "--now", "2026-01-02T00:00:00Z", "--json")
+    assert all(line.isprintable() for line in as_json.stdout.splitlines())
+    body = orjson.loads(as_json.stdout)                               # still JSON, the same values
+    [applied] = [e for e in body["entries"] if e["what"] == "event" and e["event_id"] == "e2"]
+    assert applied["event"]["comment"] == rating["comment"]
+    assert [e["reason"] for e in body["entries"] if e["what"] == "rejected"] == ["schema", "schema"]
+
+    nobody = cli("explain", "c\u001b[31m1", str(log))
+    assert nobody.returncode == 1
+    assert all(line.isprintable() for line in (nobody.stdout + nobody.stderr).splitlines())
+    assert "c\\x1b[31m1" in nobody.stdout
+
+
+def test_printable_escapes_what_could_drive_a_terminal():
+    assert printable("cust-42 Zoë") == "cust-42 Zoë"
+    assert printable("a\u001b[2Jb\rc\u009bd\u202ee\U000e0001") == "a\\x1b[2Jb\\x0dc\\x9bd\\u202ee\\U000e0001"
+    value = {"k": "a\u007f\u009b\u202e\U000e0001\u001b"}
+    text = printable_json(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+    assert all(line.isprintable() for line in text.splitlines())
+    assert orjson.loads(text) == value
