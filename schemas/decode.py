@@ -54,8 +54,6 @@ UTF8_BOM: Final = b"\xef\xbb\xbf"
 #: beyond it is a broken producer, and believing it made a 2099 hand-over 38 million
 #: minutes late.
 MAX_DELIVERY_OFFSET_MS: Final = 30 * DAY_MS
-#: The times max_delivery_offset bounds, by event type.
-_RELATIVE_TIMES: Final = ("promised_at", "delivered_at")
 
 #: Bound once: a compiled module reads `module.function` from the module's dict on every call.
 _loads: Final = orjson.loads
@@ -166,7 +164,7 @@ class EventDecoder:
                 elif (fast := self._fast.get(type_)) is not None:
                     ts = fast(obj)
             if (ts is not None and ts >= self.earliest_ms and (now_ms is None or ts <= now_ms + self.max_future_skew_ms)
-                    and (type_ != "delivery" or self._implausible_time(obj, ts) is None)):
+                    and (type_ != "delivery" or self._delivery_times_near(obj, ts))):
                 return Event(obj["event_id"], str(type_), obj["customer_id"], ts, obj)
         if not isinstance(obj, dict):
             raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
@@ -194,15 +192,27 @@ class EventDecoder:
                 raise InvalidEvent("implausible_time", why, "semantic")
         return Event(obj["event_id"], str(type_), obj["customer_id"], ts, obj)
 
+    def _delivery_times_near(self, obj: dict[str, Any], ts: int) -> bool:
+        """Whether a (schema-valid) delivery's promised_at and delivered_at lie within the bound of `ts`.
+
+        Written out for the two fields, no loop: it runs for every delivery (~40% of events).
+        """
+        bound = self.max_delivery_offset_ms
+        promised = obj.get("promised_at")
+        if promised is not None and abs(to_epoch_ms(promised) - ts) > bound:
+            return False
+        delivered = obj.get("delivered_at")
+        return delivered is None or abs(to_epoch_ms(delivered) - ts) <= bound
+
     def _implausible_time(self, obj: dict[str, Any], ts: int) -> str | None:
         """Why a delivery's promised_at or delivered_at cannot be believed, or None (the schema check ran)."""
         bound = self.max_delivery_offset_ms
-        for name in _RELATIVE_TIMES:
+        for name in ("promised_at", "delivered_at"):
             value = obj.get(name)
             if value is None:
                 continue
             off = to_epoch_ms(value) - ts
-            if off > bound or off < -bound:
+            if abs(off) > bound:
                 return (f"{name} {value} is {abs(off) / DAY_MS:,.1f} days {'after' if off > 0 else 'before'} "
                         f"occurred_at {obj['occurred_at']}; at most {bound / DAY_MS:g} days are plausible "
                         "(max_delivery_offset)")
