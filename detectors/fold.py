@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from detectors.decision import Decision
-from detectors.engine import ACCEPTED
+from detectors.engine import ACCEPTED, CONFLICT, conflict_error
 from detectors.envelope import to_cloudevent
 from detectors.partition import LATE, PartitionCore
 from schemas import Event, EventDecoder
@@ -71,6 +71,7 @@ class Fold:
         self.after_until = 0      # events after `until`, not applied
         self.late: list[tuple[str, str, int, int]] = []  # (event id, customer, ts, ms behind), the first KEEP
         self.late_count = 0
+        self.conflicts = 0        # events whose id was applied before with other content: rejected
 
     @property
     def by_type(self) -> dict[tuple[str, str], int]:
@@ -97,9 +98,15 @@ class Fold:
                 sink(to_cloudevent(d, version), d)
 
     def apply(self, ev: Event) -> tuple[list[Decision], str, list[Decision]]:
-        """One event, then the sweep: (the event's decisions, its outcome, the deadlines that fired)."""
+        """One event, then the sweep: (the event's decisions, its outcome, the deadlines that fired).
+
+        A CONFLICT is not applied and not counted among the events: the caller rejects it.
+        """
         core = self.core
         decisions, outcome = core.apply(ev)
+        if outcome == CONFLICT:
+            self.conflicts += 1
+            return decisions, outcome, []
         counts = self.outcomes.get(outcome)
         if counts is None:
             counts = self.outcomes[outcome] = {}
@@ -124,8 +131,12 @@ class Fold:
         return True
 
     def events(self, items: Iterable[object], on_other: Callable[[object], None],
-               progress: Callable[[int], None] | None = None) -> int:
-        """Apply every Event of `items` in order; anything else goes to `on_other`. Returns events applied."""
+               progress: Callable[[int], None] | None = None,
+               on_conflict: Callable[[Event], None] | None = None) -> int:
+        """Apply every Event of `items` in order; anything else goes to `on_other`. Returns events applied.
+
+        An event whose id was applied before with other content goes to `on_conflict`.
+        """
         n = 0
         for item in items:
             if not isinstance(item, Event):
@@ -136,7 +147,10 @@ class Fold:
             n += 1
             if progress is not None and not n & PROGRESS_MASK:
                 progress(n)
-            self.apply(item)
+            if self.apply(item)[1] == CONFLICT:
+                n -= 1
+                if on_conflict is not None:
+                    on_conflict(item)
         return n
 
     def lines(self, lines: Iterable[bytes], decoder: EventDecoder,
@@ -145,7 +159,8 @@ class Fold:
         """Decode and apply every non-blank line of a JSON Lines stream. Returns events applied.
 
         `on_reject(line number, stripped line, error, latest event time before it)` gets
-        each line that is not a valid event. `now_ms` bounds event times as live (the
+        each line that is not a valid event, and each event whose id was applied before
+        with other content (event_id_conflict, not applied). `now_ms` bounds event times as live (the
         decoder's max_future_skew past it is `future_time`); None leaves them unbounded.
         A failure to read the next line raises ReadFailed; anything else propagates as it is.
         """
@@ -186,4 +201,6 @@ class Fold:
             n += 1
             if progress is not None and not n & PROGRESS_MASK:
                 progress(n)
-            self.apply(ev)
+            if self.apply(ev)[1] == CONFLICT:
+                n -= 1
+                on_reject(number, raw.strip(), conflict_error(ev), last)

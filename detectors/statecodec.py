@@ -1,6 +1,6 @@
 """Compact, lossless binary packing of a customer state's value list (CustomerState.to_list()).
 
-The state is a flat list of numbers, short strings and short lists, and most of
+The state is a flat list of numbers, short strings, byte strings and short lists, and most of
 its numbers are epoch-millisecond times close to each other. As JSON each time
 costs 14 bytes; here a time is the zig-zag difference to the previous large
 integer (usually 4-5 bytes), small counters are one byte, money amounts with at
@@ -17,6 +17,7 @@ customer.
     0x5n       string of n UTF-8 bytes (n < 15); 0x5f: varint length follows
     0x6n       list of n items (n < 15); 0x6f: varint length follows
     0x70/71/72 None / True / False
+    0x8n       bytes, n of them (n < 15); 0x8f: varint length follows
 
 A packed state never starts with `[`, so JSON-encoded states stay readable.
 
@@ -102,6 +103,13 @@ def _pack_other(out: bytearray, v: Any) -> None:
             out.append(0x5F)
             _varint(out, len(b))
         out += b
+    elif t is bytes:
+        if len(v) < 15:
+            out.append(0x80 | len(v))
+        else:
+            out.append(0x8F)
+            _varint(out, len(v))
+        out += v
     elif v is None:
         out.append(0x70)
     elif v is True:
@@ -178,4 +186,11 @@ def _unpack(raw: bytes, pos: int, base: list[int]) -> tuple[Any, int]:
         return raw[pos:pos + n].decode(), pos + n
     if tag in (0x70, 0x71, 0x72):
         return (None, True, False)[tag - 0x70], pos
+    if hi == 0x80:
+        n = tag & 0x0F
+        if n == 0x0F:
+            n, pos = _read_varint(raw, pos)
+        if pos + n > len(raw):
+            raise ValueError("malformed packed customer state: bytes past the end")
+        return raw[pos:pos + n], pos + n
     raise ValueError(f"malformed packed customer state: tag {tag:#x} at {pos - 1}")

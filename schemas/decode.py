@@ -94,10 +94,19 @@ def generated_checks_current() -> bool:
     return schema_digest({t: load_schema(f) for t, f in EVENT_TYPES.items()}) == checks_generated.SCHEMA_DIGEST
 
 
-class Event:
-    """A validated input event. `ts` is occurred_at in epoch milliseconds."""
+#: Where a shell read an event: (source, line or offset, partition or None, raw bytes).
+Origin = tuple[str, int, "int | None", bytes]
 
-    __slots__ = ("customer_id", "data", "event_id", "ts", "type")
+
+class Event:
+    """A validated input event. `ts` is occurred_at in epoch milliseconds.
+
+    `origin` is set by a reader that may have to reject the event after decoding (a
+    re-used event_id found by the core), so the reject keeps the raw bytes and where
+    they were; the core never reads it.
+    """
+
+    __slots__ = ("customer_id", "data", "event_id", "origin", "ts", "type")
 
     def __init__(self, event_id: str, type_: str, customer_id: str, ts: int, data: dict[str, Any]):
         self.event_id = event_id
@@ -105,6 +114,7 @@ class Event:
         self.customer_id = customer_id
         self.ts = ts
         self.data = data
+        self.origin: Origin | None = None
 
     def __repr__(self) -> str:
         return f"Event({self.type} {self.event_id} customer={self.customer_id} ts={self.ts})"

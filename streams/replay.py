@@ -12,6 +12,9 @@ Untidy input is handled, never dropped silently:
   `lateness` past them); events later than that are applied all the same and
   reported as `late` (exactly what the live worker does with them);
 - invalid lines and messages become `Reject`s with where they came from and why,
+  and so do events whose `event_id` was applied before with other content
+  (`event_id_conflict`: the core finds those, the reject keeps the raw bytes
+  the source recorded in `Event.origin`);
   among them events further in the future than the live worker allows: with
   `now_ms` (the CLI passes `--now`, by default the wall clock when the run
   starts) anything after `now_ms` plus the decoder's max_future_skew is
@@ -32,7 +35,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from detectors import CustomerState, Decision, DetectorConfig, Engine, PartitionCore
+from detectors.engine import CONFLICT, conflict_error
 from detectors.envelope import iso_ms
 from detectors.fold import KEEP, PROGRESS_MASK, Fold, ReadFailed
 from detectors.snapshot import summary
@@ -126,6 +132,7 @@ class Replayer:
         self.core = PartitionCore(self.engine, self.result.states)
         # The per-event loop and its counts (compiled with the core); copied into `result` at the end.
         self.fold = Fold(self.core, self.version, from_ms=from_ms, until_ms=until_ms, sink=on_trigger)
+        self._conflicts = 0
 
     def decoder(self) -> EventDecoder:
         return self._decoder
@@ -143,9 +150,22 @@ class Replayer:
             raise TypeError(f"a replay source yielded {item!r}, expected an Event or a Reject")
         self._reject(item)  # type: ignore[arg-type]
 
+    def _conflict(self, ev: Event) -> None:
+        """An event whose id was applied before with other content: a reject, with its raw bytes."""
+        self._conflicts += 1
+        exc = conflict_error(ev)
+        if ev.origin is None:  # handed in as an Event, not read: its content is all there is
+            self._reject(Reject("(events)", 0, None, exc.reason, str(exc), orjson.dumps(ev.data), ev.ts))
+            return
+        source, position, partition, raw = ev.origin
+        self._reject(Reject(source, position, partition, exc.reason, str(exc), raw, ev.ts))
+
     # -- the fold -----------------------------------------------------------
     def _apply(self, ev: Event) -> None:
         decisions, outcome, fired = self.fold.apply(ev)
+        if outcome == CONFLICT:
+            self._conflict(ev)
+            return
         if self.observer is not None:
             self.observer(ev, outcome, decisions, self.core)
             if fired:
@@ -157,7 +177,8 @@ class Replayer:
             if self.lateness_ms or self.observer is not None:
                 n = self._run_buffered(items, progress)
             else:
-                n = self.fold.events(items, self._other, None if progress is None else progress.update)
+                n = self.fold.events(items, self._other, None if progress is None else progress.update,
+                                     self._conflict)
             return self._finish(n, progress)
 
     def run_source(self, source: Source, progress: Progress | None = None) -> ReplayResult:
@@ -236,7 +257,7 @@ class Replayer:
                 apply(first)
         while heap:
             apply(pop(heap)[2])
-        return n
+        return n - self._conflicts  # admitted, less those rejected as conflicts
 
 
 def replay(

@@ -120,6 +120,7 @@ class FileSource:
                 yield Reject(path, n, None, exc.reason, str(exc), line, last)
                 continue
             last = ev.ts
+            ev.origin = (path, n, None, line)  # for a reject the core may still find (a re-used event_id)
             yield ev
 
 
@@ -280,6 +281,7 @@ class TopicSource:
                     yield Reject(tp.topic, m.offset, tp.partition, exc.reason, str(exc), raw or b"", last)
                     continue
                 last = ev.ts
+                ev.origin = (tp.topic, m.offset, tp.partition, raw)
                 yield ev
             if end is not None and msgs[-1].offset >= end - 1:
                 return

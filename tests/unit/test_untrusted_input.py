@@ -29,6 +29,7 @@ from streams.settings import Settings
 from streams.sources import FileSource
 from streams.terminal import printable, printable_json
 from tests.unit.test_cli import cli
+from tests.unit.test_metrics import T0, make, sample
 
 END = to_epoch_ms("2026-03-01T00:00:00Z")
 
@@ -207,3 +208,85 @@ def test_printable_escapes_what_could_drive_a_terminal():
     text = printable_json(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
     assert all(line.isprintable() for line in text.splitlines())
     assert orjson.loads(text) == value
+
+
+def _reused_ids(history: list[dict[str, Any]]) -> tuple[list[bytes], bytes, bytes]:
+    """The history with two more lines: a redelivery of one event (re-serialised) and another event re-using its id."""
+    first = next(e for e in history if e["type"] == "order")
+    later = next(e for e in history
+                 if e["type"] == "order" and e["customer_id"] == first["customer_id"] and e is not first)
+    cut = history.index(later)
+    redelivered = orjson.dumps(dict(reversed(list(first.items()))), option=orjson.OPT_INDENT_2).replace(b"\n", b"")
+    conflicting = orjson.dumps({**later, "event_id": first["event_id"]})
+    lines = [orjson.dumps(e) for e in history[:cut]] + [redelivered, conflicting] + [
+        orjson.dumps(e) for e in history[cut:]]
+    return lines, redelivered, conflicting
+
+
+@pytest.mark.parametrize("how", ["file", "file --lateness 1h", "directory"])
+def test_a_reused_event_id_with_other_content_is_rejected_as_a_conflict(tmp_path, history, how):
+    lines, redelivered, conflicting = _reused_ids(history)
+    assert redelivered in lines
+    if how == "directory":
+        source = tmp_path / "logs"
+        source.mkdir()
+        (source / "all.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    else:
+        source = tmp_path / "log.jsonl"
+        source.write_bytes(b"\n".join(lines) + b"\n")
+    extra = how.split()[1:]
+    rejects, got, want = tmp_path / "rejects.jsonl", tmp_path / "got.jsonl", tmp_path / "want.jsonl"
+    clean = tmp_path / "clean.jsonl"
+    clean.write_bytes(_lines(history))
+    assert cli("replay", str(clean), *extra, "--out", str(want)).returncode == 0
+    r = cli("replay", str(source), *extra, "--out", str(got), "--rejects", str(rejects))
+    assert r.returncode == 1, r.stderr
+    [reject] = _triggers(rejects)
+    assert reject["reason"] == "event_id_conflict"
+    assert reject["raw"].encode() == conflicting
+    assert reject["line"] == lines.index(conflicting) + 1
+    assert "was applied before with other content" in reject["message"]
+    # the redelivery is a plain duplicate, the conflict applies nothing: the clean log's triggers
+    assert _triggers(got) == _triggers(want)
+    assert f"replayed {len(history) + 1} events" in r.stderr  # the redelivery counted (duplicate), not the conflict
+    assert "duplicate" in r.stderr  # the events table counts the redelivery
+    assert "event_id_conflict" in r.stderr
+
+
+def test_explain_shows_a_conflicting_event_as_not_applied(tmp_path, history):
+    lines, _, conflicting = _reused_ids(history)
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    cid = orjson.loads(conflicting)["customer_id"]
+    r = cli("explain", cid, str(log))
+    assert r.returncode == 0, r.stderr
+    assert "rejected  event_id_conflict at" in r.stdout
+    assert "1 lines of the log were rejected" in r.stderr
+
+
+def test_the_worker_dead_letters_a_conflict_with_its_raw_bytes_and_keeps_duplicates_quiet():
+    rt, m, _ = make()
+    first = orjson.dumps({"event_id": "e1", "type": "order", "customer_id": "c-1", "occurred_at": iso_ms(T0),
+                          "order_id": "o-1", "category": "grocery", "amount": 20.0})
+    assert rt.on_input("orders", 0, 0, b"c-1", first) == []
+    rt.write_state()
+    state = rt.store.get("c-1").encode()
+    other = first.replace(b"20.0", b"25.0")
+    [letter] = rt.on_input("orders", 0, 1, b"c-1", other, 99.0, [("trace", b"t")])
+    assert (letter.topic, letter.key, letter.value, letter.timestamp) == ("churn-dlq", b"c-1", other, 99.0)
+    headers = dict(letter.headers)
+    assert (headers["trace"], headers["dlq.error.class"], headers["dlq.stage"]) == (
+        b"t", b"event_id_conflict", b"semantic")
+    assert headers["dlq.source.offset"] == b"1"
+    rt.write_state()
+    assert rt.store.get("c-1").encode() == state
+    assert rt.on_input("orders", 0, 2, b"c-1", b" " + first) == []  # the same event again: a duplicate
+    assert sample(m, "churn_dlq_messages_total", reason="event_id_conflict") == 1
+    assert sample(m, "churn_events_total", topic="orders", outcome="invalid") == 1
+    assert sample(m, "churn_events_total", topic="orders", outcome="duplicate") == 1
+
+    # through the event-time merge, as the worker receives messages: the same answer
+    handles = [(h, records) for h, records in rt.receive("orders", 0, 3, b"c-1", other, 7.0, [], "h3",
+                                                        lambda tp, position: False)]
+    assert [(h, [r.topic for r in records]) for h, records in handles] == [("h3", ["churn-dlq"])]
+    assert handles[0][1][0].value == other
