@@ -12,14 +12,15 @@ Untidy input is handled, never dropped silently:
   `lateness` past them); events later than that are applied all the same and
   reported as `late` (exactly what the live worker does with them);
 - invalid lines and messages become `Reject`s with where they came from and why,
-  and so do events whose `event_id` was applied before with other content
-  (`event_id_conflict`: the core finds those, the reject keeps the raw bytes
-  the source recorded in `Event.origin`);
   among them events further in the future than the live worker allows: with
   `now_ms` (the CLI passes `--now`, by default the wall clock when the run
   starts) anything after `now_ms` plus the decoder's max_future_skew is
   rejected as `future_time`, so one line dated 2099 cannot move the clock past
   everyone's deadlines; the past is not bounded, so old logs replay whole;
+- so are events whose `event_id` was applied before with other content
+  (`event_id_conflict`: the core finds those; the reject keeps the raw bytes,
+  which the fused line loop has at hand and other sources record in
+  `Event.origin`);
 - events after `until` are not applied and are counted; triggers before
   `from` are computed (their events build the state) but not written, and
   counted.
@@ -132,7 +133,6 @@ class Replayer:
         self.core = PartitionCore(self.engine, self.result.states)
         # The per-event loop and its counts (compiled with the core); copied into `result` at the end.
         self.fold = Fold(self.core, self.version, from_ms=from_ms, until_ms=until_ms, sink=on_trigger)
-        self._conflicts = 0
 
     def decoder(self) -> EventDecoder:
         return self._decoder
@@ -152,7 +152,6 @@ class Replayer:
 
     def _conflict(self, ev: Event) -> None:
         """An event whose id was applied before with other content: a reject, with its raw bytes."""
-        self._conflicts += 1
         exc = conflict_error(ev)
         if ev.origin is None:  # handed in as an Event, not read: its content is all there is
             self._reject(Reject("(events)", 0, None, exc.reason, str(exc), orjson.dumps(ev.data), ev.ts))
@@ -257,7 +256,7 @@ class Replayer:
                 apply(first)
         while heap:
             apply(pop(heap)[2])
-        return n - self._conflicts  # admitted, less those rejected as conflicts
+        return n - self.fold.conflicts  # admitted, less those rejected as conflicts
 
 
 def replay(
