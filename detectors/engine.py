@@ -1,6 +1,6 @@
 """The per-customer state machine: one fold over events and deadlines.
 
-    apply(state, event)        -> (state, decisions, outcome)
+    apply(state, event)        -> (state, decisions, outcome)   accepted | duplicate | conflict
     fire_due(state, now)       -> decisions      (deadlines at or before now)
     next_deadline(state)       -> epoch ms | None
 
@@ -31,21 +31,28 @@ from detectors.deadlines import NEVER
 from detectors.decision import Decision
 from detectors.state import (
     DIGEST,
+    ENTRY,
     MAX_CATEGORIES,
     RECENT,
     SEEN,
+    UNKNOWN_CONTENT,
     CustomerState,
     cat_entry,
     cat_last,
     cat_orders,
+    content_digest,
     event_digest,
     intern_category,
-    seen_has,
+    seen_find,
 )
 from schemas import Event
+from schemas.errors import InvalidEvent
 
 ACCEPTED: Final = "accepted"
 DUPLICATE: Final = "duplicate"
+#: The event's id was applied before with other content: not applied, and not a duplicate
+#: either. The shell turns it into a dead letter or a reject (conflict_error).
+CONFLICT: Final = "conflict"
 #: `next_at` not known to the caller: the engine works it out from the state.
 UNKNOWN: Final = -1
 
@@ -105,9 +112,12 @@ class Engine:
         if st is None:
             st = CustomerState()
         h = event_digest(ev.event_id)
+        c = content_digest(ev.data)
         seen = st.seen
-        if seen_has(seen, h):
-            return st, [], DUPLICATE
+        i = seen_find(seen, h)
+        if i >= 0:  # the id again: the same event redelivered, or another one re-using its id
+            known = seen[i + DIGEST:i + ENTRY]
+            return st, [], DUPLICATE if known in (c, UNKNOWN_CONTENT) else CONFLICT
         t = ev.type
         cfg = self.cfg
         decisions: list[Decision]
@@ -133,7 +143,7 @@ class Engine:
             decisions = []
             if t == "consent":
                 suppression.on_consent(st, ev)
-        st.seen = (seen if len(seen) < SEEN * DIGEST else seen[DIGEST:]) + h
+        st.seen = (seen if len(seen) < SEEN * ENTRY else seen[ENTRY:]) + h + c
         st.last_event = max(st.last_event, ev.ts)
         return st, decisions, ACCEPTED
 
@@ -181,6 +191,13 @@ class Engine:
         st.last_order = max(st.last_order, ts)
         frequency.on_order(self.cfg, st, ts)
         rating.on_order(st, ts, self.cfg)
+
+
+def conflict_error(ev: Event) -> InvalidEvent:
+    """What a CONFLICT outcome is to the shell: an invalid event (DLQ live, a reject in replay)."""
+    return InvalidEvent("event_id_conflict",
+                        f"event_id {ev.event_id!r} was applied before with other content; this event is not applied",
+                        "semantic")
 
 
 def _update_favourite(st: CustomerState, cat: str, entry: int) -> None:

@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from detectors.decision import Decision
-from detectors.engine import ACCEPTED
+from detectors.engine import ACCEPTED, CONFLICT, conflict_error
 from detectors.envelope import to_cloudevent
 from detectors.partition import LATE, PartitionCore
 from schemas import Event, EventDecoder
+from schemas.decode import UTF8_BOM
 from schemas.errors import InvalidEvent
 
 #: How many late events a fold keeps for the report (all are counted).
@@ -70,6 +71,7 @@ class Fold:
         self.after_until = 0      # events after `until`, not applied
         self.late: list[tuple[str, str, int, int]] = []  # (event id, customer, ts, ms behind), the first KEEP
         self.late_count = 0
+        self.conflicts = 0        # events whose id was applied before with other content: rejected
 
     @property
     def by_type(self) -> dict[tuple[str, str], int]:
@@ -96,9 +98,15 @@ class Fold:
                 sink(to_cloudevent(d, version), d)
 
     def apply(self, ev: Event) -> tuple[list[Decision], str, list[Decision]]:
-        """One event, then the sweep: (the event's decisions, its outcome, the deadlines that fired)."""
+        """One event, then the sweep: (the event's decisions, its outcome, the deadlines that fired).
+
+        A CONFLICT is not applied and not counted among the events: the caller rejects it.
+        """
         core = self.core
         decisions, outcome = core.apply(ev)
+        if outcome == CONFLICT:
+            self.conflicts += 1
+            return decisions, outcome, []
         counts = self.outcomes.get(outcome)
         if counts is None:
             counts = self.outcomes[outcome] = {}
@@ -123,8 +131,12 @@ class Fold:
         return True
 
     def events(self, items: Iterable[object], on_other: Callable[[object], None],
-               progress: Callable[[int], None] | None = None) -> int:
-        """Apply every Event of `items` in order; anything else goes to `on_other`. Returns events applied."""
+               progress: Callable[[int], None] | None = None,
+               on_conflict: Callable[[Event], None] | None = None) -> int:
+        """Apply every Event of `items` in order; anything else goes to `on_other`. Returns events applied.
+
+        An event whose id was applied before with other content goes to `on_conflict`.
+        """
         n = 0
         for item in items:
             if not isinstance(item, Event):
@@ -135,17 +147,22 @@ class Fold:
             n += 1
             if progress is not None and not n & PROGRESS_MASK:
                 progress(n)
-            self.apply(item)
+            if self.apply(item)[1] == CONFLICT:
+                n -= 1
+                if on_conflict is not None:
+                    on_conflict(item)
         return n
 
     def lines(self, lines: Iterable[bytes], decoder: EventDecoder,
               on_reject: Callable[[int, bytes, InvalidEvent, int], None],
-              progress: Callable[[int], None] | None = None) -> int:
+              progress: Callable[[int], None] | None = None, now_ms: int | None = None) -> int:
         """Decode and apply every non-blank line of a JSON Lines stream. Returns events applied.
 
         `on_reject(line number, stripped line, error, latest event time before it)` gets
-        each line that is not a valid event. A failure to read the next line raises
-        ReadFailed; anything else propagates as it is.
+        each line that is not a valid event, and each event whose id was applied before
+        with other content (event_id_conflict, not applied). `now_ms` bounds event times as live (the
+        decoder's max_future_skew past it is `future_time`); None leaves them unbounded.
+        A failure to read the next line raises ReadFailed; anything else propagates as it is.
         """
         read = iter(lines).__next__  # bound once: next(it) looked the builtin up on every line
         n = 0
@@ -154,7 +171,8 @@ class Fold:
         # A line is decoded as read, newline and all (JSON allows the whitespace around a
         # value): stripping first copied every line. Only a line that fails, or is within two
         # bytes of the size limit, is stripped and decoded again, so blank lines, errors and
-        # the limit are judged on the stripped line exactly as before.
+        # the limit are judged on the stripped line exactly as before. A byte-order mark
+        # at the start of the stream is skipped on that same path, costing the others nothing.
         near_limit = decoder.max_message_bytes - 2
         while True:
             try:
@@ -165,13 +183,15 @@ class Fold:
                 raise ReadFailed(exc) from exc
             number += 1
             try:
-                ev = decoder.decode(raw if len(raw) < near_limit else raw.strip())
+                ev = decoder.decode(raw if len(raw) < near_limit else raw.strip(), now_ms)
             except InvalidEvent:
                 line = raw.strip()
+                if number == 1 and line[:3] == UTF8_BOM:
+                    line = line[3:].strip()
                 if not line:
                     continue
                 try:
-                    ev = decoder.decode(line)
+                    ev = decoder.decode(line, now_ms)
                 except InvalidEvent as exc:
                     on_reject(number, line, exc, last)
                     continue
@@ -181,4 +201,6 @@ class Fold:
             n += 1
             if progress is not None and not n & PROGRESS_MASK:
                 progress(n)
-            self.apply(ev)
+            if self.apply(ev)[1] == CONFLICT:
+                n -= 1
+                on_reject(number, raw.strip(), conflict_error(ev), last)

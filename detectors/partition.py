@@ -19,7 +19,7 @@ from typing import Final, cast
 
 from detectors.deadlines import NEVER, DeadlineIndex
 from detectors.decision import Decision
-from detectors.engine import DUPLICATE, UNKNOWN, Engine
+from detectors.engine import CONFLICT, DUPLICATE, UNKNOWN, Engine
 from detectors.state import CustomerState
 from schemas import Event
 
@@ -43,7 +43,7 @@ class PartitionCore:
         self.max_event = 0   # highest event time applied
 
     def apply(self, ev: Event) -> tuple[list[Decision], str]:
-        """Apply one validated event; the outcome is accepted, duplicate or late."""
+        """Apply one validated event; the outcome is accepted, duplicate, late or conflict (not applied)."""
         customer_id, ts = ev.customer_id, ev.ts
         store = self.store
         # A plain dict (replay) is narrowed so the compiled core uses its C look-up; any other
@@ -56,7 +56,7 @@ class PartitionCore:
             at = self.index.get(customer_id)
             next_at = NEVER if at is None else at
         st, decisions, outcome = self.engine.apply(before, ev, next_at)
-        if outcome == DUPLICATE:
+        if outcome in (DUPLICATE, CONFLICT):
             return decisions, outcome
         if ts < self.clock:
             outcome = LATE  # applied all the same; counted so lateness is visible

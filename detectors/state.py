@@ -2,7 +2,7 @@
 
 Budget (DESIGN.md section 4): a few hundred bytes per customer, so tens of
 millions of customers fit a handful of workers. Only numbers and short strings;
-bounded lists (the last `RECENT` order times, the last `SEEN` event-id digests,
+bounded lists (the last `RECENT` order times, the last `SEEN` event digests,
 at most `MAX_CATEGORIES` categories, and lists sized by bounded settings: the
 latest basket amounts, late-delivery times, win-back episode starts). Empty
 optional parts (consent, cooldown slots) encode as an empty list.
@@ -16,6 +16,7 @@ Must never: hold configuration (thresholds live in DetectorConfig), read the clo
 from __future__ import annotations
 
 import hashlib
+import zlib
 from typing import Any, Final
 
 import orjson
@@ -24,7 +25,7 @@ from detectors.statecodec import pack, unpack
 
 #: Order times kept for the recent-rate window (frequency drop).
 RECENT: Final = 8
-#: Event-id hashes kept to make redelivered events idempotent.
+#: Event digests (id and content) kept to make redelivered events idempotent.
 SEEN: Final = 8
 #: Categories tracked per customer (least ordered dropped first).
 MAX_CATEGORIES: Final = 6
@@ -32,7 +33,10 @@ MAX_CATEGORIES: Final = 6
 #: suppression bookkeeping fields.
 #: 3: the version-2 value list, packed (detectors/statecodec.py) instead of JSON,
 #: within the few-hundred-bytes budget; JSON records of version 2 still read.
-ENCODING_VERSION: Final = 3
+#: 4: `seen` holds a content digest next to each event-id digest, as one byte string
+#: (a re-used event_id with other content is a conflict, not a duplicate); the id-only
+#: rings of versions 1-3 still read, their content unknown (UNKNOWN_CONTENT).
+ENCODING_VERSION: Final = 4
 
 
 #: A category's [orders, last order ms] packed in one int: orders << CAT_SHIFT | last. Event
@@ -68,11 +72,22 @@ def intern_category(name: str) -> str:
     return name
 
 
-#: Bytes of one event-id digest; `seen` holds up to SEEN of them back to back.
+#: Bytes of one event-id digest.
 DIGEST: Final = 6
+#: Bytes of one content digest (content_digest).
+CONTENT: Final = 4
+#: Bytes of one `seen` entry: the id digest, then the content digest; up to SEEN back to back.
+ENTRY: Final = DIGEST + CONTENT
+#: The content digest of an entry read from a state of before version 4, which kept ids only:
+#: the event behind it is a duplicate whatever its content (content_digest is never this).
+UNKNOWN_CONTENT: Final = bytes(CONTENT)
 #: An empty 6-byte BLAKE2b: copying it skips parsing the constructor's keyword arguments
 #: (~25% of the hash, which runs once per event).
 _EVENT_HASH: Final = hashlib.blake2b(digest_size=DIGEST)
+#: Bound once: a compiled module reads `module.function` from the module's dict on every call.
+_dumps: Final = orjson.dumps
+_crc32: Final = zlib.crc32
+_SORTED: Final = orjson.OPT_SORT_KEYS
 
 
 def event_digest(event_id: str) -> bytes:
@@ -87,12 +102,26 @@ def event_hash(event_id: str) -> int:
     return int.from_bytes(event_digest(event_id), "big")
 
 
-def seen_has(seen: bytes, digest: bytes) -> bool:
-    """Whether `digest` is one of the digests packed in `seen` (a match must start on a digest)."""
+def content_digest(data: dict[str, Any]) -> bytes:
+    """4-byte digest of an event's content: CRC-32 of its JSON with sorted keys, never UNKNOWN_CONTENT.
+
+    The same event sent again, byte for byte or re-serialised (other key order, other
+    whitespace or escapes), has the same digest; one whose fields differ has another, except
+    once in 2**32 (and never for a difference within 32 contiguous bits, CRC-32's burst
+    guarantee). Values are compared as they were written: 30 and 30.0 differ. CRC-32
+    rather than a cryptographic hash: a producer can re-use an id deliberately anyway,
+    and this runs for every event.
+    """
+    crc = _crc32(_dumps(data, option=_SORTED))
+    return (crc or 1).to_bytes(CONTENT, "big")
+
+
+def seen_find(seen: bytes, digest: bytes) -> int:
+    """Offset of the entry of `seen` whose event-id digest is `digest`, or -1 (a match must start an entry)."""
     i = seen.find(digest)
-    while i >= 0 and i % DIGEST:
+    while i >= 0 and i % ENTRY:
         i = seen.find(digest, i + 1)
-    return i >= 0
+    return i
 
 
 class CustomerState:
@@ -146,9 +175,10 @@ class CustomerState:
         self.hold = 0.0
         self.silence_stage = 0       # stages fired in the current episode: 0 none, 1 at_risk, 2 dormant, 3 lost
         self.freq_fired = 0          # epoch ms the current frequency-drop episode fired (0: none)
-        # digests of the last SEEN event ids, oldest first, back to back (event_digest): one
-        # object to scan, where a list of ints was SEEN objects scattered over the heap, each
-        # a cache miss for a customer not seen lately (~4% of a replay). Encoded as the ints.
+        # the last SEEN events applied, oldest first, back to back, each its event-id digest
+        # (event_digest) then its content digest (content_digest): one object to scan, where a
+        # list of ints was SEEN objects scattered over the heap, each a cache miss for a
+        # customer not seen lately (~4% of a replay). Encoded as it is (a byte string).
         self.seen = b""
         self.last_event = 0          # highest event time applied
         # personal cadence: distinct UTC order days (BG/NBD x = n_days - 1)
@@ -180,16 +210,16 @@ class CustomerState:
         return max(cats, key=cats.__getitem__) if cats else None
 
     def seen_hashes(self) -> list[int]:
-        """The event hashes in `seen` as the ints the encoding stores (event_hash), oldest first."""
+        """The event-id hashes in `seen` as ints (event_hash), oldest first."""
         seen = self.seen
-        return [int.from_bytes(seen[i:i + DIGEST], "big") for i in range(0, len(seen), DIGEST)]
+        return [int.from_bytes(seen[i:i + DIGEST], "big") for i in range(0, len(seen), ENTRY)]
 
     def to_list(self) -> list[Any]:
         cats = [[c, e >> CAT_SHIFT, e & CAT_LAST] for c, e in sorted(self.cats.items())]
         return [
             ENCODING_VERSION, self.partition, self.first_order, self.last_order, self.n_orders,
             self.amount_total, self.recent, cats, self.silence_stage, self.freq_fired,
-            self.seen_hashes(), self.last_event, self.n_days, self.amounts, self.basket_fired, self.fav_fired,
+            self.seen, self.last_event, self.n_days, self.amounts, self.basket_fired, self.fav_fired,
             self.fu, self.fu_last, self.late, self.consent, self.returned_at, self.wb_ep, self.wb,
             self.last_emit,
         ]
@@ -201,14 +231,14 @@ class CustomerState:
     def from_list(cls, v: list[Any]) -> CustomerState:
         if v and v[0] == 1:
             return cls._from_v1(v)
-        if not v or v[0] not in (2, ENCODING_VERSION):  # 2 and 3 share the list layout
+        if not v or v[0] not in (2, 3, ENCODING_VERSION):  # 2, 3 and 4 share the list layout
             raise ValueError(f"unsupported customer state encoding {v[:1]!r}")
         st = cls()
         (_, st.partition, st.first_order, st.last_order, st.n_orders, st.amount_total,
          st.recent, cats, st.silence_stage, st.freq_fired, seen, st.last_event, st.n_days, amounts,
          st.basket_fired, st.fav_fired, st.fu, st.fu_last, st.late, st.consent, st.returned_at, st.wb_ep,
          st.wb, st.last_emit) = v
-        st.seen = _digests(seen)
+        st.seen = seen if type(seen) is bytes else _digests(seen)
         st.amount_total = float(st.amount_total)
         st.amounts = [float(a) for a in amounts]
         st.cats = {intern_category(c): cat_entry(n, t) for c, n, t in cats}
@@ -238,6 +268,7 @@ class CustomerState:
     @classmethod
     def decode(cls, raw: bytes) -> CustomerState:
         # Packed bytes never start with "[": JSON records (versions 1 and 2) still read.
+        # A packed version 3 record holds `seen` as ints, like the JSON ones.
         return cls.from_list(orjson.loads(raw) if raw[:1] == b"[" else unpack(raw))
 
     def copy(self) -> CustomerState:
@@ -270,4 +301,5 @@ class CustomerState:
 
 
 def _digests(hashes: list[int]) -> bytes:
-    return b"".join(h.to_bytes(DIGEST, "big") for h in hashes)
+    """`seen` from the event-id hashes of a state before version 4: content unknown."""
+    return b"".join(h.to_bytes(DIGEST, "big") + UNKNOWN_CONTENT for h in hashes)

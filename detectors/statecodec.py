@@ -1,6 +1,6 @@
 """Compact, lossless binary packing of a customer state's value list (CustomerState.to_list()).
 
-The state is a flat list of numbers, short strings and short lists, and most of
+The state is a flat list of numbers, short strings, byte strings and short lists, and most of
 its numbers are epoch-millisecond times close to each other. As JSON each time
 costs 14 bytes; here a time is the zig-zag difference to the previous large
 integer (usually 4-5 bytes), small counters are one byte, money amounts with at
@@ -17,6 +17,7 @@ customer.
     0x5n       string of n UTF-8 bytes (n < 15); 0x5f: varint length follows
     0x6n       list of n items (n < 15); 0x6f: varint length follows
     0x70/71/72 None / True / False
+    0x8n       bytes, n of them (n < 15); 0x8f: varint length follows
 
 A packed state never starts with `[`, so JSON-encoded states stay readable.
 
@@ -95,13 +96,9 @@ def _pack_other(out: bytearray, v: Any) -> None:
             out.append(0x30)
             out += _F64.pack(v)
     elif t is str:
-        b = v.encode()
-        if len(b) < 15:
-            out.append(0x50 | len(b))
-        else:
-            out.append(0x5F)
-            _varint(out, len(b))
-        out += b
+        _pack_sized(out, 0x50, v.encode())
+    elif t is bytes:
+        _pack_sized(out, 0x80, v)
     elif v is None:
         out.append(0x70)
     elif v is True:
@@ -110,6 +107,17 @@ def _pack_other(out: bytearray, v: Any) -> None:
         out.append(0x72)
     else:
         raise TypeError(f"cannot pack {t.__name__} in a customer state")
+
+
+def _pack_sized(out: bytearray, tag: int, b: bytes) -> None:
+    """`tag` with the length in its low nibble (0xf and a varint from 15 on), then the bytes."""
+    n = len(b)
+    if n < 15:
+        out.append(tag | n)
+    else:
+        out.append(tag | 0x0F)
+        _varint(out, n)
+    out += b
 
 
 def unpack(raw: bytes) -> list[Any]:
@@ -128,6 +136,16 @@ def _read_varint(raw: bytes, pos: int) -> tuple[int, int]:
         if b < 0x80:
             return n, pos
         shift += 7
+
+
+def _sized(raw: bytes, pos: int, tag: int) -> tuple[int, int]:
+    """Where the bytes of a string or byte string start and end (its length: _pack_sized)."""
+    n = tag & 0x0F
+    if n == 0x0F:
+        n, pos = _read_varint(raw, pos)
+    if pos + n > len(raw):
+        raise ValueError("malformed packed customer state: a string past the end")
+    return pos, pos + n
 
 
 def _unzigzag(n: int) -> int:
@@ -172,10 +190,11 @@ def _unpack(raw: bytes, pos: int, base: list[int]) -> tuple[Any, int]:
         end = pos + (tag & 0x0F)
         return _unzigzag(int.from_bytes(raw[pos:end], "big")) / 100, end
     if hi == 0x50:
-        n = tag & 0x0F
-        if n == 0x0F:
-            n, pos = _read_varint(raw, pos)
-        return raw[pos:pos + n].decode(), pos + n
+        pos, end = _sized(raw, pos, tag)
+        return raw[pos:end].decode(), end
     if tag in (0x70, 0x71, 0x72):
         return (None, True, False)[tag - 0x70], pos
+    if hi == 0x80:
+        pos, end = _sized(raw, pos, tag)
+        return raw[pos:end], end
     raise ValueError(f"malformed packed customer state: tag {tag:#x} at {pos - 1}")

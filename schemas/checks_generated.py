@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from schemas.fastpath import MISSING, EventCheck, Pattern, fast_epoch_ms, finite_in
 
-SCHEMA_DIGEST: Final = "261c5effef6a6965e73f6f168ccd3ea4d92b6811ead6023374849f2a87fe8f14"
+SCHEMA_DIGEST: Final = "9ebd2af48b54e2c5d6bf0954d72bdbc6ee2f4ebe9b2960c645f4591c6669b1f9"
 
 ORDER_CURRENCY: Final = Pattern("^[A-Z]{3}$")
 DELIVERY_STATUS: Final = frozenset({"cancelled", "delivered", "failed", "returned"})
@@ -24,22 +24,22 @@ CONSENT_CHANNEL: Final = frozenset({"all", "email", "push", "sms"})
 def check_order(v: dict[str, Any]) -> int | None:
     """order-v1.json: occurred_at in epoch ms if `v` certainly satisfies it, else None."""
     x0 = v.get("event_id", MISSING)
-    if x0 is MISSING or not (type(x0) is str and 1 <= len(x0) <= 128):
+    if x0 is MISSING or not (type(x0) is str and 1 <= len(x0) <= 128 and x0.isprintable()):
         return None
     x1 = v.get("type", MISSING)
     if x1 is MISSING or not (type(x1) is str and x1 == "order"):
         return None
     x2 = v.get("customer_id", MISSING)
-    if x2 is MISSING or not (type(x2) is str and 1 <= len(x2) <= 128):
+    if x2 is MISSING or not (type(x2) is str and 1 <= len(x2) <= 128 and x2.isprintable()):
         return None
     ts = fast_epoch_ms(v.get("occurred_at"))
     if ts is None:
         return None
     x4 = v.get("order_id", MISSING)
-    if x4 is MISSING or not (type(x4) is str and 1 <= len(x4) <= 128):
+    if x4 is MISSING or not (type(x4) is str and 1 <= len(x4) <= 128 and x4.isprintable()):
         return None
     x5 = v.get("category", MISSING)
-    if x5 is MISSING or not (type(x5) is str and 1 <= len(x5) <= 64):
+    if x5 is MISSING or not (type(x5) is str and 1 <= len(x5) <= 64 and x5.isprintable()):
         return None
     x6 = v.get("amount", MISSING)
     if x6 is MISSING or not (
@@ -55,19 +55,19 @@ def check_order(v: dict[str, Any]) -> int | None:
 def check_delivery(v: dict[str, Any]) -> int | None:
     """delivery-v1.json: occurred_at in epoch ms if `v` certainly satisfies it, else None."""
     x0 = v.get("event_id", MISSING)
-    if x0 is MISSING or not (type(x0) is str and 1 <= len(x0) <= 128):
+    if x0 is MISSING or not (type(x0) is str and 1 <= len(x0) <= 128 and x0.isprintable()):
         return None
     x1 = v.get("type", MISSING)
     if x1 is MISSING or not (type(x1) is str and x1 == "delivery"):
         return None
     x2 = v.get("customer_id", MISSING)
-    if x2 is MISSING or not (type(x2) is str and 1 <= len(x2) <= 128):
+    if x2 is MISSING or not (type(x2) is str and 1 <= len(x2) <= 128 and x2.isprintable()):
         return None
     ts = fast_epoch_ms(v.get("occurred_at"))
     if ts is None:
         return None
     x4 = v.get("order_id", MISSING)
-    if x4 is MISSING or not (type(x4) is str and 1 <= len(x4) <= 128):
+    if x4 is MISSING or not (type(x4) is str and 1 <= len(x4) <= 128 and x4.isprintable()):
         return None
     x5 = v.get("status", MISSING)
     if x5 is MISSING or not (type(x5) is str and x5 in DELIVERY_STATUS):
@@ -84,25 +84,25 @@ def check_delivery(v: dict[str, Any]) -> int | None:
 def check_courier_rating(v: dict[str, Any]) -> int | None:
     """courier_rating-v1.json: occurred_at in epoch ms if `v` certainly satisfies it, else None."""
     x0 = v.get("event_id", MISSING)
-    if x0 is MISSING or not (type(x0) is str and 1 <= len(x0) <= 128):
+    if x0 is MISSING or not (type(x0) is str and 1 <= len(x0) <= 128 and x0.isprintable()):
         return None
     x1 = v.get("type", MISSING)
     if x1 is MISSING or not (type(x1) is str and x1 == "courier_rating"):
         return None
     x2 = v.get("customer_id", MISSING)
-    if x2 is MISSING or not (type(x2) is str and 1 <= len(x2) <= 128):
+    if x2 is MISSING or not (type(x2) is str and 1 <= len(x2) <= 128 and x2.isprintable()):
         return None
     ts = fast_epoch_ms(v.get("occurred_at"))
     if ts is None:
         return None
     x4 = v.get("order_id", MISSING)
-    if x4 is MISSING or not (type(x4) is str and 1 <= len(x4) <= 128):
+    if x4 is MISSING or not (type(x4) is str and 1 <= len(x4) <= 128 and x4.isprintable()):
         return None
     x5 = v.get("rating", MISSING)
     if x5 is MISSING or not (type(x5) is int and x5 >= 1 and x5 <= 5):
         return None
     x6 = v.get("courier_id", MISSING)
-    if x6 is not MISSING and not (type(x6) is str and len(x6) <= 128):
+    if x6 is not MISSING and not (type(x6) is str and len(x6) <= 128 and x6.isprintable()):
         return None
     x7 = v.get("comment", MISSING)
     if x7 is not MISSING and not (type(x7) is str and len(x7) <= 4000):
@@ -113,13 +113,13 @@ def check_courier_rating(v: dict[str, Any]) -> int | None:
 def check_consent(v: dict[str, Any]) -> int | None:
     """consent-v1.json: occurred_at in epoch ms if `v` certainly satisfies it, else None."""
     x0 = v.get("event_id", MISSING)
-    if x0 is MISSING or not (type(x0) is str and 1 <= len(x0) <= 128):
+    if x0 is MISSING or not (type(x0) is str and 1 <= len(x0) <= 128 and x0.isprintable()):
         return None
     x1 = v.get("type", MISSING)
     if x1 is MISSING or not (type(x1) is str and x1 == "consent"):
         return None
     x2 = v.get("customer_id", MISSING)
-    if x2 is MISSING or not (type(x2) is str and 1 <= len(x2) <= 128):
+    if x2 is MISSING or not (type(x2) is str and 1 <= len(x2) <= 128 and x2.isprintable()):
         return None
     ts = fast_epoch_ms(v.get("occurred_at"))
     if ts is None:

@@ -162,7 +162,7 @@ def _func_name(type_: str) -> str:
 
 def _value_test(g: _Gen, sub: dict[str, Any], x: str, field: str) -> str | None:
     """A Python expression true only if `x` certainly passes `sub`; None if the subset is exceeded."""
-    allowed = {"type", "const", "enum", "minLength", "maxLength", "minimum", "maximum", "pattern", "format",
+    allowed = {"type", "const", "enum", "minLength", "maxLength", "minimum", "maximum", "pattern", "format", "not",
                "description", "title", "$comment", "examples", "default"}
     if set(sub) - allowed:
         return None
@@ -224,6 +224,21 @@ def _value_test(g: _Gen, sub: dict[str, Any], x: str, field: str) -> str | None:
         if sub["format"] != "date-time":
             return None
         tests.append(f"{is_str}fast_epoch_ms({x}) is not None")
+    if "not" in sub:
+        # Only `not: {pattern}`, what the contract uses to keep control characters out of ids.
+        negated = sub["not"]
+        if not isinstance(negated, dict) or set(negated) - {"pattern", "description", "$comment"} or \
+                "pattern" not in negated:
+            return None
+        pattern = negated["pattern"]
+        re.compile(pattern)
+        if pattern == CONTROL_CHARACTERS:
+            # str.isprintable() is False for every control character (and for some other
+            # characters the pattern allows: those take the reference path), one C call
+            # where a regex search costs several times more on every id of every event.
+            tests.append(f"{is_str}{x}.isprintable()")
+        else:
+            tests.append(f"{is_str}{g.const(field + '_not', f're.compile({_str(pattern)})')}.search({x}) is None")
     if kind == "number" and len(tests) == 1:
         return tests[0][1:-1]  # the parentheses only group it with further tests
     return " and ".join(tests) if tests else "True"
@@ -271,6 +286,8 @@ def _check_source(name: str, schema: dict[str, Any], g: _Gen) -> list[str] | Non
     return body
 
 
+#: The pattern the event schemas keep out of ids under `not` (C0, DEL, C1): schema text, as in the files.
+CONTROL_CHARACTERS: Final = "[\\u0000-\\u001F\\u007F-\\u009F]"
 #: Stands for an absent field in the generated code (a field may be present and null).
 MISSING: Final = object()
 #: Strings a Pattern keeps as known matches (a few currency codes, in practice).

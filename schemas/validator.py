@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final
 
 from schemas.errors import SchemaLoadError
@@ -28,30 +28,64 @@ _ANNOTATIONS: Final = frozenset({"$schema", "$id", "title", "description", "$com
 _SUPPORTED: Final = frozenset(
     {
         "type", "required", "properties", "additionalProperties", "const", "enum",
-        "minLength", "maxLength", "minimum", "maximum", "pattern", "format", "items",
+        "minLength", "maxLength", "minimum", "maximum", "pattern", "format", "items", "not",
     }
 ) | _ANNOTATIONS
 
-# RFC 3339 date-time: a full date, a time, and a mandatory offset (Z or +hh:mm).
+# RFC 3339 date-time as JSON Schema's `date-time` format means it (RFC 3339 section 5.6):
+# full-date "T" full-time with a mandatory offset (Z or +hh:mm), "T" and "Z" in either case
+# (the RFC's note on case), ASCII digits only, any number of fraction digits. Not a space
+# between date and time: the RFC's note allows one "for readability" in other grammars, but
+# the ABNF and JSON Schema's date-time do not. No leap second (:60): a datetime cannot hold
+# one, and neither does the reference format checker (jsonschema with rfc3339-validator).
 _RFC3339: Final = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt]([01]\d|2[0-3]):([0-5]\d):([0-5]\d)(?:\.(\d+))?"
+    r"(?:[Zz]|([+-])([01]\d|2[0-3]):([0-5]\d))",
+    re.ASCII,
 )
+_EPOCH_DAY: Final = date(1970, 1, 1).toordinal()
+
+
+def _rfc3339_parts(value: str) -> tuple[int, int, int, int, int, int] | None:
+    """(days since 1970-01-01, hour, minute, second, microsecond, offset seconds), or None if not a date-time."""
+    m = _RFC3339.fullmatch(value)
+    if m is None:
+        return None
+    try:
+        day = date(int(m[1]), int(m[2]), int(m[3])).toordinal() - _EPOCH_DAY  # year 1.., a real day of the month
+    except ValueError:
+        return None
+    frac = m[7]
+    micro = int((frac + "00000")[:6]) if frac else 0  # digits beyond microseconds are cut, as datetime does
+    offset = 0
+    if m[8]:
+        offset = (int(m[9]) * 3600 + int(m[10]) * 60) * (1 if m[8] == "+" else -1)
+    return day, int(m[4]), int(m[5]), int(m[6]), micro, offset
+
+
+def rfc3339_ms(value: str) -> int | None:
+    """Epoch milliseconds (floored) of an RFC 3339 date-time with offset, or None if `value` is not one."""
+    parts = _rfc3339_parts(value)
+    if parts is None:
+        return None
+    day, hour, minute, second, micro, offset = parts
+    seconds = ((day * 24 + hour) * 60 + minute) * 60 + second - offset
+    return (seconds * 1_000_000 + micro) // 1000
 
 
 def parse_rfc3339(value: str) -> datetime | None:
-    """Return an aware datetime for an RFC 3339 string, or None if it is not one."""
-    if not _RFC3339.match(value):
+    """Return an aware datetime for an RFC 3339 date-time with offset, or None if it is not one."""
+    parts = _rfc3339_parts(value)
+    if parts is None:
         return None
-    text = value
-    if text[-1] in "zZ":
-        text = text[:-1] + "+00:00"
-    frac = re.search(r"\.(\d+)", text)
-    if frac and len(frac.group(1)) > 6:  # fromisoformat takes at most microseconds
-        text = text[: frac.start(1) + 6] + text[frac.end(1):]
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
+    day, hour, minute, second, micro, offset = parts
+    d = date.fromordinal(day + _EPOCH_DAY)
+    return datetime(d.year, d.month, d.day, hour, minute, second, micro, tzinfo=timezone(timedelta(seconds=offset)))
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    """A value for an error message: repr (control characters escaped), cut to `limit` characters."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
 def _is_type(value: Any, name: str) -> bool:
@@ -143,10 +177,12 @@ def compile_schema(schema: dict[str, Any], where: str = "schema") -> Check:
         if schema["format"] != "date-time":
             raise SchemaLoadError(f"{where}: unsupported format {schema['format']!r}")
         checks.append(
-            lambda v, p: f"{p}: not an RFC 3339 date-time with offset: {v!r}"
-            if isinstance(v, str) and parse_rfc3339(v) is None
+            lambda v, p: f"{p}: not an RFC 3339 date-time with offset: {_shown(v)}"
+            if isinstance(v, str) and rfc3339_ms(v) is None
             else None
         )
+    if "not" in schema:
+        checks.append(_compile_not(schema["not"], where))
     if "items" in schema:
         item_check = compile_schema(schema["items"], f"{where}.items")
 
@@ -170,6 +206,23 @@ def compile_schema(schema: dict[str, Any], where: str = "schema") -> Check:
         return None
 
     return check_all
+
+
+def _compile_not(sub: Any, where: str) -> Check:
+    """`not`: the value must fail `sub`. The message is `sub`'s description (what the value must not
+    be, e.g. "contains a control character"), or the pattern it must not match."""
+    if not isinstance(sub, dict):
+        raise SchemaLoadError(f"{where}: `not` must be a schema object")
+    inner = compile_schema(sub, f"{where}.not")
+    said = sub.get("description") or (f"must not match {sub['pattern']}" if "pattern" in sub else
+                                      "must not match the schema under `not`")
+
+    def check_not(v: Any, p: str) -> str | None:
+        if inner(v, p) is not None:
+            return None
+        return f"{p}: {_shown(v) if isinstance(v, str) else repr(v)} {said}"
+
+    return check_not
 
 
 def _compile_object(schema: dict[str, Any], where: str) -> Check:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,10 @@ def _source_args(p: argparse.ArgumentParser, parse_time: Callable[[str], int]) -
     p.add_argument("--until", type=parse_time, metavar="TIME",
                    help="ignore events after this RFC 3339 time and advance the clock to it at the end, so "
                    "silence due by then fires")
+    p.add_argument("--now", type=parse_time, metavar="TIME",
+                   help="the present, for the future-time bound: events later than this plus max_future_skew are "
+                   "rejected (future_time), as the live worker rejects them (default: the wall clock when the run "
+                   "starts; set it for a reproducible run, or for a log dated after today)")
     p.add_argument("--lateness", type=_lateness, default=0, metavar="DURATION",
                    help="reorder buffer: events up to this much out of event-time order are put back in order "
                    "(e.g. 10m, 2h; default 0); later ones are applied as late and reported")
@@ -113,6 +118,9 @@ def _diff_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if getattr(args, "now", False) is None:
+        # Read once: shadow's two sides must judge the same events as being in the future.
+        args.now = time.time_ns() // 1_000_000
     try:
         return _run(settings, args)
     except BrokenPipeError:  # `... | head`: the reader has what it wanted; stop quietly like other tools
@@ -153,7 +161,7 @@ def _replayer(settings: Settings, args: argparse.Namespace, cfg: Any = None, **k
     from streams.replay import Replayer
 
     return Replayer(cfg or settings.detector, lateness_ms=args.lateness, from_ms=args.from_ms,
-                    until_ms=args.until, **kw)
+                    until_ms=args.until, decoder=settings.event_decoder(), now_ms=args.now, **kw)
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -266,6 +274,7 @@ def _shadow(settings: Settings, args: argparse.Namespace) -> int:
 
 def _explain(settings: Settings, args: argparse.Namespace) -> int:
     from streams.explain import Timeline, render
+    from streams.terminal import printable, printable_json
 
     source = _open_source(settings, args)
     replayer = _replayer(settings, args)
@@ -273,10 +282,14 @@ def _explain(settings: Settings, args: argparse.Namespace) -> int:
     result = replayer.run_source(source)
     if args.json:
         body = {"customer_id": args.customer, "clock": result.clock, "entries": timeline.entries}
-        sys.stdout.buffer.write(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+        text = orjson.dumps(body, option=orjson.OPT_INDENT_2).decode()
+        sys.stdout.buffer.write(printable_json(text).encode() + b"\n")
     else:
         print(render(args.customer, timeline.entries, result.clock))
-    if not timeline.entries:
-        print(f"no event of customer {args.customer} in {args.source}", file=sys.stderr)
+    if result.rejected:
+        print(f"{result.rejected} lines of the log were rejected (replay --rejects FILE lists them all)",
+              file=sys.stderr)
+    if not any(e["what"] == "event" for e in timeline.entries):
+        print(printable(f"no event of customer {args.customer} in {args.source}"), file=sys.stderr)
         return 1
     return 0

@@ -2,13 +2,19 @@
 
 It runs the full replay (the same Replayer, the same clock, so what it shows
 is exactly what `replay` decides) and watches one customer: every event of
-theirs with its outcome, the state after it and the next deadline, and every
-trigger with why it fired (reason codes, evidence) or why it was suppressed.
+theirs with its outcome, the state after it and the next deadline, every
+trigger with why it fired (reason codes, evidence) or why it was suppressed,
+and every line naming them that was rejected, with its reason.
+
+What it prints comes from the log, so it goes out through streams/terminal.py:
+no control character from an event reaches the terminal.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import orjson
 
 from detectors import Decision, PartitionCore
 from detectors.envelope import iso_ms, to_cloudevent
@@ -16,6 +22,8 @@ from detectors.snapshot import summary
 from schemas import Event
 from streams.demo import reason
 from streams.replay import Replayer
+from streams.sources import Reject
+from streams.terminal import printable
 
 DAY_MS = 86_400_000
 
@@ -28,6 +36,7 @@ class Timeline:
         self.customer_id = customer_id
         self.entries: list[dict[str, Any]] = []
         replayer.observer = self
+        replayer.on_reject = self.rejected
 
     def __call__(self, ev: Event | None, outcome: str, decisions: list[Decision], core: PartitionCore) -> None:
         cid = self.customer_id
@@ -46,6 +55,18 @@ class Timeline:
         caused = [self._trigger(d) for d in mine if not (d.caused_by is None and d.time_ms <= ev.ts)]
         self.entries.append({"at": iso_ms(ev.ts), "what": "event", "type": ev.type, "event_id": ev.event_id,
                              "outcome": outcome, "event": ev.data, "triggers": caused, "state": self._state(core)})
+
+    def rejected(self, r: Reject) -> None:
+        """A line that is not a valid event: kept when it names this customer."""
+        try:
+            obj = orjson.loads(r.raw)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(obj, dict) or obj.get("customer_id") != self.customer_id:
+            return
+        type_ = obj.get("type")
+        self.entries.append({"what": "rejected", "where": r.where(), "type": type_ if isinstance(type_, str) else None,
+                             "reason": r.reason, "message": r.message, "raw": r.raw.decode("utf-8", "replace")})
 
     def _trigger(self, d: Decision) -> dict[str, Any]:
         return to_cloudevent(d, self.replayer.version)
@@ -110,14 +131,23 @@ def _trigger_text(ce: dict[str, Any], indent: str = "    ") -> list[str]:
 
 
 def render(customer_id: str, entries: list[dict[str, Any]], clock: int) -> str:
+    """The timeline as text for a terminal: every line passes through printable()."""
     events = [e for e in entries if e["what"] == "event"]
-    triggers = [t for e in entries for t in ([e["trigger"]] if e["what"] == "deadline" else e["triggers"])]
+    triggers = [t for e in entries if e["what"] != "rejected"
+                for t in ([e["trigger"]] if e["what"] == "deadline" else e["triggers"])]
     emitted = sum(1 for t in triggers if t["data"]["decision"] == "emit")
+    rejected = sum(1 for e in entries if e["what"] == "rejected")
     lines = [f"customer {customer_id}: {len(events)} events, {len(triggers)} triggers "
-             f"({emitted} emitted, {len(triggers) - emitted} suppressed); clock at the end {iso_ms(clock)}"]
+             f"({emitted} emitted, {len(triggers) - emitted} suppressed)"
+             f"{f', {rejected} rejected lines' if rejected else ''}; clock at the end {iso_ms(clock)}"]
     if not events:
         lines.append("  (no event of this customer in the log)")
     for e in entries:
+        if e["what"] == "rejected":
+            lines.append(f"{'(not applied)':<19}  {e['type'] or '?':<14} rejected  {e['reason']} at {e['where']}: "
+                         f"{e['message']}")
+            lines.append(f"    raw: {e['raw']}")
+            continue
         at = e["at"][:19].replace("T", " ")
         if e["what"] == "deadline":
             lines.append(f"{at}  deadline passed without an order")
@@ -129,4 +159,4 @@ def render(customer_id: str, entries: list[dict[str, Any]], clock: int) -> str:
         for t in e["triggers"]:
             lines.extend(_trigger_text(t))
         lines.append(_state_text(e["state"]))
-    return "\n".join(line for line in lines if line)
+    return "\n".join(printable(line) for line in lines if line)

@@ -1,7 +1,9 @@
 """Reading event logs: JSON Lines files, plain or gzip-compressed, or stdin (`-`).
 
 One place opens logs and turns failures into one-line CommandErrors, for
-`replay`, `produce`, `fit` and the replay sources alike.
+`replay`, `produce`, `fit` and the replay sources alike, and skips a UTF-8
+byte-order mark at the start of a file (the fused replay loop, detectors/fold.py,
+does the same).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from schemas.decode import UTF8_BOM
 from schemas.errors import CommandError
 
 
@@ -32,10 +35,15 @@ def open_log(path: str | Path) -> tuple[IO[bytes], IO[bytes]]:
 
 
 def iter_lines(path: str | Path, raw: IO[bytes], fh: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    """Yield (line number, stripped line) for non-blank lines, then close the handles."""
+    """Yield (line number, stripped line) for non-blank lines, then close the handles.
+
+    A UTF-8 byte-order mark at the start of the file is not part of its first line.
+    """
     try:
         for n, line in enumerate(fh, 1):
             stripped = line.strip()
+            if n == 1 and stripped[:3] == UTF8_BOM:
+                stripped = stripped[3:].strip()
             if stripped:
                 yield n, stripped
     except (OSError, EOFError) as exc:

@@ -11,7 +11,16 @@ Untidy input is handled, never dropped silently:
   reorder buffer (a heap released once the highest event time seen is
   `lateness` past them); events later than that are applied all the same and
   reported as `late` (exactly what the live worker does with them);
-- invalid lines and messages become `Reject`s with where they came from and why;
+- invalid lines and messages become `Reject`s with where they came from and why,
+  among them events further in the future than the live worker allows: with
+  `now_ms` (the CLI passes `--now`, by default the wall clock when the run
+  starts) anything after `now_ms` plus the decoder's max_future_skew is
+  rejected as `future_time`, so one line dated 2099 cannot move the clock past
+  everyone's deadlines; the past is not bounded, so old logs replay whole;
+- so are events whose `event_id` was applied before with other content
+  (`event_id_conflict`: the core finds those; the reject keeps the raw bytes,
+  which the fused line loop has at hand and other sources record in
+  `Event.origin`);
 - events after `until` are not applied and are counted; triggers before
   `from` are computed (their events build the state) but not written, and
   counted.
@@ -27,7 +36,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from detectors import CustomerState, Decision, DetectorConfig, Engine, PartitionCore
+from detectors.engine import CONFLICT, conflict_error
 from detectors.envelope import iso_ms
 from detectors.fold import KEEP, PROGRESS_MASK, Fold, ReadFailed
 from detectors.snapshot import summary
@@ -35,6 +47,7 @@ from schemas import Event, EventDecoder, InvalidEvent
 from schemas.errors import CommandError
 from streams.progress import Progress
 from streams.sources import FileSource, Item, Reject, Source
+from streams.terminal import printable
 
 #: Young-generation threshold of the cyclic collector during a replay (CPython: 700).
 GC_GEN0_THRESHOLD = 50_000
@@ -100,8 +113,14 @@ class Replayer:
         on_trigger: Callable[[dict[str, Any], Decision], None] | None = None,
         on_reject: Callable[[Reject], None] | None = None,
         observer: Observer | None = None,
+        decoder: EventDecoder | None = None,
+        now_ms: int | None = None,
     ) -> None:
         self.cfg = cfg or DetectorConfig()
+        # The plausibility bounds (Settings.event_decoder(): the worker's) and the time the
+        # future bound counts from; None: events are not checked against a wall clock.
+        self._decoder = decoder or EventDecoder()
+        self.now_ms = now_ms
         self.engine = Engine(self.cfg)
         self.version = self.cfg.version
         self.lateness_ms = lateness_ms
@@ -116,7 +135,7 @@ class Replayer:
         self.fold = Fold(self.core, self.version, from_ms=from_ms, until_ms=until_ms, sink=on_trigger)
 
     def decoder(self) -> EventDecoder:
-        return EventDecoder()
+        return self._decoder
 
     def _reject(self, r: Reject) -> None:
         res = self.result
@@ -131,9 +150,21 @@ class Replayer:
             raise TypeError(f"a replay source yielded {item!r}, expected an Event or a Reject")
         self._reject(item)  # type: ignore[arg-type]
 
+    def _conflict(self, ev: Event) -> None:
+        """An event whose id was applied before with other content: a reject, with its raw bytes."""
+        exc = conflict_error(ev)
+        if ev.origin is None:  # handed in as an Event, not read: its content is all there is
+            self._reject(Reject("(events)", 0, None, exc.reason, str(exc), orjson.dumps(ev.data), ev.ts))
+            return
+        source, position, partition, raw = ev.origin
+        self._reject(Reject(source, position, partition, exc.reason, str(exc), raw, ev.ts))
+
     # -- the fold -----------------------------------------------------------
     def _apply(self, ev: Event) -> None:
         decisions, outcome, fired = self.fold.apply(ev)
+        if outcome == CONFLICT:
+            self._conflict(ev)
+            return
         if self.observer is not None:
             self.observer(ev, outcome, decisions, self.core)
             if fired:
@@ -145,13 +176,14 @@ class Replayer:
             if self.lateness_ms or self.observer is not None:
                 n = self._run_buffered(items, progress)
             else:
-                n = self.fold.events(items, self._other, None if progress is None else progress.update)
+                n = self.fold.events(items, self._other, None if progress is None else progress.update,
+                                     self._conflict)
             return self._finish(n, progress)
 
     def run_source(self, source: Source, progress: Progress | None = None) -> ReplayResult:
         """Replay a source; one file without reorder buffer or observer takes the fused line loop."""
         if not isinstance(source, FileSource) or self.lateness_ms or self.observer is not None:
-            return self.run(source.items(self.decoder()), progress)
+            return self.run(source.items(self.decoder(), self.now_ms), progress)
         path = source.path
 
         def reject(number: int, line: bytes, exc: InvalidEvent, last: int) -> None:
@@ -159,7 +191,8 @@ class Replayer:
 
         with fewer_collections(), source.open() as fh:
             try:
-                n = self.fold.lines(fh, self.decoder(), reject, None if progress is None else progress.update)
+                n = self.fold.lines(fh, self.decoder(), reject, None if progress is None else progress.update,
+                                    self.now_ms)
             except ReadFailed as exc:
                 raise CommandError(f"cannot read {path}: {exc.cause}") from None
         return self._finish(n, progress)
@@ -223,7 +256,7 @@ class Replayer:
                 apply(first)
         while heap:
             apply(pop(heap)[2])
-        return n
+        return n - self.fold.conflicts  # admitted, less those rejected as conflicts
 
 
 def replay(
@@ -232,10 +265,13 @@ def replay(
     until_ms: int | None = None,
     on_trigger: Callable[[dict[str, Any]], None] | None = None,
     lateness_ms: int = 0,
+    now_ms: int | None = None,
+    on_reject: Callable[[Reject], None] | None = None,
 ) -> ReplayResult:
     """Replay one JSON Lines file (convenience for tests and scripts)."""
     sink = None if on_trigger is None else (lambda ce, _d: on_trigger(ce))
-    r = Replayer(cfg, until_ms=until_ms, lateness_ms=lateness_ms, on_trigger=sink)
+    r = Replayer(cfg, until_ms=until_ms, lateness_ms=lateness_ms, on_trigger=sink, now_ms=now_ms,
+                 on_reject=on_reject)
     return r.run_source(FileSource(path))
 
 
@@ -292,4 +328,4 @@ def summary_table(res: ReplayResult, sample: int = 10) -> str:
             lines.append(f"  event {eid} customer {cid} at {iso_ms(ts)}: {behind / 1000:.0f}s behind the clock")
         if res.late_count > sample:
             lines.append(f"  ... and {res.late_count - sample} more")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # ids and rejected text come from the log

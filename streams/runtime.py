@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import orjson
 
 from detectors import Decision, Engine, PartitionCore
-from detectors.engine import DUPLICATE
+from detectors.engine import CONFLICT, DUPLICATE, conflict_error
 from detectors.envelope import CONTENT_TYPE, encode, to_cloudevent
-from schemas import Event, EventDecoder, InvalidEvent
+from schemas import Event, InvalidEvent
 from streams.clock import TP, Watermarks
 from streams.merge import Merger
 from streams.metrics import RETURN_GROUPS, Metrics
@@ -25,6 +25,8 @@ from streams.settings import Settings
 from streams.state_store import StagedStore, Stored
 
 Headers = list[tuple[str, bytes]]
+#: A message as received (key, value, timestamp, headers): what its dead letter carries unchanged.
+Raw = tuple["bytes | None", "bytes | None", "float | None", Iterable[tuple[str, bytes]]]
 H = TypeVar("H")
 #: Whether a topic-partition still has messages not received yet, given the offset of the
 #: next one this worker would receive (None: none received since assignment).
@@ -53,7 +55,7 @@ class Runtime:
         self.topics = settings.topics
         self.engine = Engine(settings.detector)
         self.config_version = settings.detector.version
-        self.decoder = EventDecoder(max_future_skew_ms=settings.max_future_skew_ms)
+        self.decoder = settings.event_decoder()
         # Reads are private copies, writes wait for write_state() and, with write_back
         # (the live worker), for seal_state(): streams/state_store.py says why.
         self.store = StagedStore(store, len(self.topics.inputs), write_back)
@@ -68,9 +70,9 @@ class Runtime:
         # tick_interval, so anything older means silence is not being fired.
         self.overdue_grace_ms = max(60_000, int(settings.tick_interval_s * 10_000))
         self._event_counters: dict[tuple[str, str], Any] = {}
-        # Valid input waits here until it can go in event-time order (streams/merge.py);
-        # items: (caller's handle, topic, partition, offset, event or dead letter).
-        self.merger: Merger[tuple[Any, str, int, int, Event | Outgoing, float]] = Merger(
+        # Valid input waits here until it can go in event-time order (streams/merge.py); items:
+        # (caller's handle, topic, partition, offset, event or dead letter, decode time, the message).
+        self.merger: Merger[tuple[Any, str, int, int, Event | Outgoing, float, Raw]] = Merger(
             len(self.topics.inputs), settings.merge_wait_ms, settings.merge_max_held)
 
     # -- partitions ---------------------------------------------------------
@@ -115,7 +117,7 @@ class Runtime:
         ev = self._decode(topic, partition, offset, key, value, timestamp, headers)
         if isinstance(ev, Outgoing):
             return self._dead(topic, partition, offset, ev)
-        return self._apply(topic, partition, offset, ev)
+        return self._apply(topic, partition, offset, ev, (key, value, timestamp, headers))
 
     def _dead(self, topic: str, partition: int, offset: int, letter: Outgoing) -> list[Outgoing]:
         # Counts as read for the watermark only now, when it goes out: while a dead letter
@@ -143,7 +145,7 @@ class Runtime:
             return self._dead_letter(exc, topic, partition, offset, key, value, timestamp, headers)
         return ev
 
-    def _apply(self, topic: str, partition: int, offset: int, ev: Event) -> list[Outgoing]:
+    def _apply(self, topic: str, partition: int, offset: int, ev: Event, raw: Raw) -> list[Outgoing]:
         self.watermarks.observe(topic, partition, offset, ev.ts)
         self.metrics.event_lag.observe(max(0, self.wall_ms() - ev.ts) / 1000)
         cid, index = ev.customer_id, self.topic_index[topic]
@@ -152,6 +154,13 @@ class Runtime:
             self._count(topic, DUPLICATE)
             return self._staged([])
         decisions, outcome = self.core(partition).apply(ev)
+        if outcome == CONFLICT:
+            # its event_id was applied before with other content: nothing of it is applied,
+            # and it is not dropped as a duplicate either
+            exc = conflict_error(ev)
+            self._count(topic, "invalid")
+            self.metrics.dlq.labels(exc.reason).inc()
+            return self._staged([self._dead_letter(exc, topic, partition, offset, *raw)])
         if outcome != DUPLICATE:
             self.store.record(cid, index, offset)
         self._count(topic, outcome)
@@ -187,7 +196,8 @@ class Runtime:
                 return
         else:
             ts = ev.ts
-        self.merger.add(partition, index, offset, ts, self.wall_ms(), (handle, topic, partition, offset, ev, took))
+        self.merger.add(partition, index, offset, ts, self.wall_ms(),
+                        (handle, topic, partition, offset, ev, took, (key, value, timestamp, headers)))
         yield from self.release(partition, unread)
 
     def release(self, partition: int, unread: Unread) -> Iterator[tuple[Any, list[Outgoing]]]:
@@ -206,14 +216,14 @@ class Runtime:
             yield self._released(*item)
 
     def _released(self, handle: Any, topic: str, partition: int, offset: int, ev: Event | Outgoing,
-                  took: float) -> tuple[Any, list[Outgoing]]:
+                  took: float, raw: Raw) -> tuple[Any, list[Outgoing]]:
         """A held message's turn: apply it (or send the dead letter that waited behind held events)."""
         self._forget_unfinished()
         if isinstance(ev, Outgoing):
             self.metrics.detection_seconds.observe(took)
             return handle, self._dead(topic, partition, offset, ev)
         start = perf_counter()
-        records = self._apply(topic, partition, offset, ev)
+        records = self._apply(topic, partition, offset, ev, raw)
         self.metrics.detection_seconds.observe(took + perf_counter() - start)  # once per message
         return handle, records
 

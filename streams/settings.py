@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from detectors.config import DetectorConfig, parse_duration
+from schemas import EventDecoder
+from schemas.decode import MAX_DELIVERY_OFFSET_MS
 from schemas.errors import ConfigError
 
 
@@ -66,6 +68,8 @@ class Settings:
     # decided for its customer (streams/clock.py). Slower events are late (docs/reliability.md).
     producer_delay_ms: int = 2000
     max_future_skew_ms: int = 5 * 60_000  # events further in the future go to the DLQ
+    # a delivery's promised_at / delivered_at further than this from its occurred_at: DLQ
+    max_delivery_offset_ms: int = MAX_DELIVERY_OFFSET_MS
     # Event-time merge of the input topics per partition (streams/merge.py): how long the
     # oldest held message may wait for a topic that still has unread messages (0: never
     # wait), and how many messages may be held per worker before they go out regardless.
@@ -75,6 +79,11 @@ class Settings:
     log_level: str = "info"
     log_format: str = "text"              # text | json
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+    def event_decoder(self) -> EventDecoder:
+        """The decoder with this deployment's plausibility bounds (the worker's and replay's alike)."""
+        return EventDecoder(max_future_skew_ms=self.max_future_skew_ms,
+                            max_delivery_offset_ms=self.max_delivery_offset_ms)
 
     @property
     def broker_url(self) -> str:
@@ -86,6 +95,7 @@ class Settings:
 _WORKER_KEYS = {
     "app_id": str, "partitions": int, "web_host": str, "web_port": int,
     "tick_interval": float, "caught_up_lag": int, "producer_delay": "duration", "max_future_skew": "duration",
+    "max_delivery_offset": "duration",
     "merge_wait": "duration", "merge_max_held": int,
     "standby_replicas": int, "log_level": str, "log_format": str, "topic_prefix": str,
 }

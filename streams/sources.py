@@ -109,17 +109,18 @@ class FileSource:
         finally:
             close_log(raw, fh)
 
-    def items(self, decoder: EventDecoder) -> Iterator[Item]:
+    def items(self, decoder: EventDecoder, now_ms: int | None = None) -> Iterator[Item]:
         decode = decoder.decode
         last = 0
         path = self.path
         for n, line in self.lines():
             try:
-                ev = decode(line)
+                ev = decode(line, now_ms)
             except InvalidEvent as exc:
                 yield Reject(path, n, None, exc.reason, str(exc), line, last)
                 continue
             last = ev.ts
+            ev.origin = (path, n, None, line)  # for a reject the core may still find (a re-used event_id)
             yield ev
 
 
@@ -139,8 +140,8 @@ class DirectorySource:
     def progress(self) -> tuple[float, float | None]:
         return sum(f.progress()[0] for f in self.files), self.total
 
-    def items(self, decoder: EventDecoder) -> Iterator[Item]:
-        return heapq.merge(*(f.items(decoder) for f in self.files), key=_ts)
+    def items(self, decoder: EventDecoder, now_ms: int | None = None) -> Iterator[Item]:
+        return heapq.merge(*(f.items(decoder, now_ms) for f in self.files), key=_ts)
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ class TopicSource:
     def progress(self) -> tuple[float, float | None]:
         return float(self.read), self.total
 
-    def items(self, decoder: EventDecoder) -> Iterator[Item]:
+    def items(self, decoder: EventDecoder, now_ms: int | None = None) -> Iterator[Item]:
         from aiokafka import AIOKafkaConsumer, TopicPartition
         from aiokafka.errors import KafkaError
 
@@ -216,7 +217,7 @@ class TopicSource:
             streams = []
             for tp in tps:
                 loop.run_until_complete(_in_loop(consumer.seek, tp, starts[tp]))
-                streams.append(self._partition(loop, consumer, tp, ends[tp], decoder,
+                streams.append(self._partition(loop, consumer, tp, ends[tp], decoder, now_ms,
                                                self.ends.get((tp.topic, tp.partition))))
             yield from heapq.merge(*streams, key=_ts)
         finally:
@@ -234,7 +235,8 @@ class TopicSource:
         return dict(firsts)
 
     def _partition(self, loop: asyncio.AbstractEventLoop, consumer: Any, tp: Any, listed_end: int,
-                   decoder: EventDecoder, fixed_end: int | None = None) -> Iterator[Item]:
+                   decoder: EventDecoder, now_ms: int | None = None,
+                   fixed_end: int | None = None) -> Iterator[Item]:
         decode = decoder.decode
         last = 0
         min_ts = self.start.value if self.start.kind == "time" else None
@@ -272,13 +274,14 @@ class TopicSource:
                 try:
                     if raw is None:
                         raise InvalidEvent("empty", "message has no value (tombstone)", "decode")
-                    ev = decode(raw)
+                    ev = decode(raw, now_ms)
                     if m.key is not None and m.key != ev.customer_id.encode():
                         raise InvalidEvent("key_mismatch", "message key must equal customer_id", "semantic")
                 except InvalidEvent as exc:
                     yield Reject(tp.topic, m.offset, tp.partition, exc.reason, str(exc), raw or b"", last)
                     continue
                 last = ev.ts
+                ev.origin = (tp.topic, m.offset, tp.partition, raw)
                 yield ev
             if end is not None and msgs[-1].offset >= end - 1:
                 return

@@ -123,3 +123,12 @@ def test_merge_wait_and_producer_delay_take_durations_and_a_bare_zero(raw, ms):
     assert load_settings(env={"CHURN_MERGE_WAIT": raw}).merge_wait_ms == ms
     assert load_settings(env={"CHURN_PRODUCER_DELAY": raw}).producer_delay_ms == ms
     assert load_settings(env={}).producer_delay_ms == 2000
+
+
+def test_max_delivery_offset_bounds_the_decoder_of_worker_and_replay():
+    assert load_settings(env={}).event_decoder().max_delivery_offset_ms == 30 * DAY_MS
+    settings = load_settings(env={"CHURN_MAX_DELIVERY_OFFSET": "7d", "CHURN_MAX_FUTURE_SKEW": "1m"})
+    decoder = settings.event_decoder()
+    assert (decoder.max_delivery_offset_ms, decoder.max_future_skew_ms) == (7 * DAY_MS, 60_000)
+    with pytest.raises(ConfigError, match="max_delivery_offset"):
+        load_settings(env={"CHURN_MAX_DELIVERY_OFFSET": "0"})

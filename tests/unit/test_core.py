@@ -165,6 +165,44 @@ def test_duplicate_event_ids_are_applied_once():
     assert (second, outcome2) == ([], "duplicate")
 
 
+def test_a_reused_event_id_with_other_content_is_a_conflict_that_changes_nothing():
+    core = PartitionCore(Engine(), {})
+    first = ev("courier_rating", "c", T0, rating=1, event_id="dup")
+    decisions, outcome = core.apply(DEC.validate(first))
+    assert (len(decisions), outcome) == (1, "accepted")
+    state, deadline = core.store["c"].encode(), core.index.get("c")
+    # the same event again: byte for byte, or re-serialised with other key order and whitespace
+    again = DEC.decode(orjson.dumps(first))
+    reordered = DEC.decode(b'{ "rating": 1, "order_id": "o1", "occurred_at": "%s", "customer_id": "c",\n'
+                           b'  "type": "courier_rating", "event_id": "dup" }' % first["occurred_at"].encode())
+    assert core.apply(again) == ([], "duplicate")
+    assert core.apply(reordered) == ([], "duplicate")
+    # the id again with other content: a conflict, and nothing of it is applied
+    for other in ({**first, "rating": 5}, {**first, "occurred_at": iso_ms(T0 + DAY_MS)}, {**first, "comment": "x"},
+                  ev("order", "c", T0 + DAY_MS, event_id="dup")):
+        assert core.apply(DEC.validate(other)) == ([], "conflict"), other
+    assert core.store["c"].encode() == state
+    assert core.index.get("c") == deadline
+
+
+def test_states_of_before_content_digests_still_drop_redelivered_events():
+    """A version-3 state keeps event-id hashes only: an id in it is a duplicate whatever the content now."""
+    core = PartitionCore(Engine(), {})
+    first = ev("courier_rating", "c", T0, rating=1, event_id="old")
+    core.apply(DEC.validate(first))
+    v3 = core.store["c"].to_list()
+    v3[0], v3[10] = 3, core.store["c"].seen_hashes()
+    old = CustomerState.from_list(v3)
+    assert old.seen_hashes() == core.store["c"].seen_hashes()
+    engine = Engine()
+    assert engine.apply(old, DEC.validate(first))[2] == "duplicate"
+    assert engine.apply(old, DEC.validate({**first, "rating": 5}))[2] == "duplicate"  # content unknown: no conflict
+    new = DEC.validate(ev("courier_rating", "c", T0 + HOUR_MS, rating=4, event_id="new"))
+    assert engine.apply(old, new)[2] == "accepted"
+    assert engine.apply(old, DEC.validate({**new.data, "rating": 5}))[2] == "conflict"  # recorded with content
+    assert CustomerState.decode(old.encode()).to_list()[0] == 4
+
+
 def test_events_older_than_the_partition_clock_are_applied_and_reported_late():
     core = PartitionCore(Engine(), {})
     core.apply(DEC.validate(ev("order", "a", T0 + DAY_MS)))
@@ -289,8 +327,8 @@ def test_a_version_1_state_is_upgraded_on_read():
     st = CustomerState.decode(orjson.dumps(v1))
     assert (st.partition, st.n_orders, st.amount_total, st.silence_stage) == (3, 3, 60.0, 1)
     assert st.n_days == 2  # two distinct order days among the kept orders
-    assert st.encode() == CustomerState.decode(st.encode()).encode()  # re-encoded as version 3, losslessly
-    assert CustomerState.decode(st.encode()).to_list()[0] == 3  # the current (packed) encoding
+    assert st.encode() == CustomerState.decode(st.encode()).encode()  # re-encoded as version 4, losslessly
+    assert CustomerState.decode(st.encode()).to_list()[0] == 4  # the current (packed) encoding
     with pytest.raises(ValueError, match="unsupported"):
         CustomerState.decode(orjson.dumps([99]))
 

@@ -42,7 +42,8 @@ SAMPLES.append({"event_id": "c1", "type": "consent", "customer_id": "c", "occurr
 ODD_VALUES = [None, True, False, 0, 1, -1, 5, 6, 2.5, 1e10, float("inf"), float("nan"), "", "x" * 129, "x",
               "EUR", "eur", "order", "delivered", "email", [], {}, ["a"], "2026-01-01T00:00:00Z",
               "2026-01-01T00:00:00.1234567Z", "2026-13-01T00:00:00Z", "2026-01-01t00:00:00z",
-              "2026-01-01T00:00:00+02:00", "2026-02-30T00:00:00.000Z", "٢٠٢٦-01-01T00:00:00Z"]
+              "2026-01-01T00:00:00+02:00", "2026-02-30T00:00:00.000Z", "٢٠٢٦-01-01T00:00:00Z",
+              "c\n", "c\x1b[2J", "\x00", "c\x7f", "c\x9b", "c\u00a0", "c\u200b", "Zoë", "2026-01-01T00:00:00Z\n"]
 
 
 def test_every_event_schema_has_an_accept_path_and_it_accepts_the_samples():

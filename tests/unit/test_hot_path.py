@@ -38,7 +38,7 @@ def _to_epoch_reference(value: str) -> int:
 
 @given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2099, 1, 1)),
        st.sampled_from(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%S.%f+00:00",
-                        "%Y-%m-%d %H:%M:%Sz"]))
+                        "%Y-%m-%dt%H:%M:%Sz"]))
 def test_event_time_of_every_accepted_form_is_the_reference_one(dt, fmt):
     text = dt.strftime(fmt)
     assert to_epoch_ms(text) == _to_epoch_reference(text)

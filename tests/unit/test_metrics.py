@@ -116,9 +116,24 @@ def test_dead_letters_are_counted_by_reason_and_as_invalid_input():
     assert sample(m, "churn_events_total", topic="deliveries", outcome="invalid") == 1
 
 
+def test_an_implausible_delivery_time_is_dead_lettered_with_its_raw_bytes():
+    rt, m, _ = make()
+    raw = orjson.dumps({"event_id": "d1", "type": "delivery", "customer_id": "c-9", "occurred_at": iso_ms(T0),
+                        "order_id": "o1", "status": "delivered", "promised_at": iso_ms(T0),
+                        "delivered_at": "2099-01-01T00:00:00Z"})
+    [letter] = rt.on_input("deliveries", 0, 7, b"c-9", raw, 1234.5, [("trace", b"t1")])
+    assert (letter.topic, letter.key, letter.value, letter.timestamp) == ("churn-dlq", b"c-9", raw, 1234.5)
+    headers = dict(letter.headers)
+    assert headers["trace"] == b"t1"
+    assert headers["dlq.error.class"] == b"implausible_time"
+    assert headers["dlq.error.message"].startswith(b"delivered_at 2099-01-01T00:00:00Z is ")
+    assert sample(m, "churn_dlq_messages_total", reason="implausible_time") == 1
+    assert rt.store.get("c-9") is None  # nothing of it reached the state
+
+
 def test_every_reason_the_code_can_raise_starts_at_zero():
     raised = set()
-    for path in [*ROOT.joinpath("schemas").glob("*.py"), *ROOT.joinpath("streams").glob("*.py")]:
+    for path in [p for d in ("schemas", "detectors", "streams") for p in ROOT.joinpath(d).glob("*.py")]:
         raised |= set(re.findall(r'InvalidEvent\(\s*"([a-z_]+)"', path.read_text()))
     assert raised, "no InvalidEvent reason found: the pattern no longer matches the code"
     assert raised <= set(DLQ_REASONS)

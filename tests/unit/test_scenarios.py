@@ -6,7 +6,9 @@ order they are read) and `expected.json`: a description, detector settings
 every trigger decision expected, emitted or suppressed, with its reason. A
 row may also pin payload fields (group, family, severity, rfm_segment,
 channels, reason_codes, favourite_category) and a subset of the evidence.
-The list must match exactly: a missing or an extra trigger fails.
+The list must match exactly: a missing or an extra trigger fails. So must
+`rejects`, the lines replay refuses (line number and reason; none when absent),
+judged against `now` (the present for the future-time bound; absent: none).
 """
 
 from __future__ import annotations
@@ -22,20 +24,24 @@ from detectors import DetectorConfig
 from schemas import load_schema
 from schemas.decode import to_epoch_ms
 from streams.replay import replay
+from streams.sources import Reject
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 NAMES = sorted(p.name for p in SCENARIOS.iterdir() if (p / "expected.json").exists())
 PAYLOAD_FIELDS = ("group", "family", "severity", "rfm_segment", "channels", "reason_codes", "favourite_category")
 
 
-def run_scenario(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def run_scenario(name: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[Reject]]:
     spec = orjson.loads((SCENARIOS / name / "expected.json").read_bytes())
     cfg = DetectorConfig.from_mapping(spec.get("config", {}))
     if spec.get("params"):
         cfg = cfg.with_params(spec["params"])
     out: list[dict[str, Any]] = []
-    replay(str(SCENARIOS / name / "events.jsonl"), cfg, to_epoch_ms(spec["until"]), on_trigger=out.append)
-    return spec, out
+    rejects: list[Reject] = []
+    now = to_epoch_ms(spec["now"]) if "now" in spec else None
+    replay(str(SCENARIOS / name / "events.jsonl"), cfg, to_epoch_ms(spec["until"]), on_trigger=out.append,
+           now_ms=now, on_reject=rejects.append)
+    return spec, out, rejects
 
 
 def _row(ce: dict[str, Any]) -> tuple[str, str, str, str, str]:
@@ -61,7 +67,8 @@ def test_every_signal_and_rule_has_a_scenario():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_scenario(name):
-    spec, out = run_scenario(name)
+    spec, out, rejects = run_scenario(name)
+    assert [(r.position, r.reason) for r in rejects] == [(r["line"], r["reason"]) for r in spec.get("rejects", [])]
     envelope, payload = load_schema("cloudevent-v1.json"), load_schema("trigger-v1.json")
     for ce in out:
         jsonschema.validate(ce, envelope)
