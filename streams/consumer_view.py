@@ -99,15 +99,17 @@ def client_view(consumer: Any, tp: Any) -> str:
 def watch_recovery(app: Any, monotonic: Callable[[], float]) -> Callable[[], Awaitable[list[Any]]]:
     """Returns `check()`, for a periodic timer: re-seeks a changelog partition its recovery never reads.
 
-    Once (in 10 fault-suite runs on Apache Kafka), after the second worker of the rebalance
-    test left, the remaining one started recovering a changelog partition it had replicated
-    as a standby, from offset 0 to 91, and received none of its records: Faust logged "No
-    event received for active tp ... since recovery start" every 5 s, and the worker never
-    became ready. Its other changelog partition was read. The cause is not known yet
-    (docs/reliability.md, "Open issues"). An active changelog partition with records to
-    read and nothing received for STALL_S since the recovery started is logged with the
-    client's view of it (the evidence) and seeked again to where the recovery reads from,
-    its read offset cleared and its fetching resumed: the recovery then completes.
+    After the second worker of the rebalance test left, the remaining one recovered a
+    changelog partition it had replicated as a standby, from offset 0 to 91, and received
+    none of its records: the worker never became ready (twice in about 15 runs on Apache
+    Kafka). This watchdog's log showed the client's position at the end (92) with nothing
+    read: a fetch waiting from before the rebalance had returned the records fetched from
+    the recovery's seek while the partition was paused, and Faust dropped them. Fixed in
+    `fetch_from_snapshot` (docs/reliability.md, rule 11). The watchdog stays for a cause
+    not known yet: an active changelog partition with records to read and nothing
+    received for STALL_S since the recovery started is logged with the client's view of
+    it and seeked again to where the recovery reads from, its read offset cleared and its
+    fetching resumed: the recovery then completes.
     """
     recovery = app.tables.recovery
     consumer = app.consumer

@@ -13,7 +13,7 @@ range these patches were written for.
 
 | patch                        | replaces                          | why (docs/reliability.md) |
 |------------------------------|-----------------------------------|---------------------------|
-| `fetch_from_snapshot`        | `Consumer._wait_next_records`     | the restart stall (rule 11) |
+| `fetch_from_snapshot`        | `Consumer._wait_next_records`     | the restart stall, the unread changelog (rule 11) |
 | `resume_inputs_after_seek`   | `resume_partitions`, `perform_seek` | records fetched before the seek (rule 10) |
 | `drain_messages`             | `Consumer._drain_messages`        | no agent per message (docs/performance.md) |
 | `process_held_before_wait_empty` | `Consumer.wait_empty`         | held messages would block a rebalance (rule 6) |
@@ -52,6 +52,8 @@ PINNED: dict[str, str] = {
     # fetch_from_snapshot replaces it; fetched_records is why (an empty set means "every partition")
     "faust.transport.consumer.Consumer._wait_next_records": "6218e1969a636b3f",
     "aiokafka.consumer.fetcher.Fetcher.fetched_records": "be4348896b9b66af",
+    # and gives back what Faust would drop, with the client's own seek
+    "aiokafka.consumer.consumer.AIOKafkaConsumer.seek": "a9430f1f3b9ac419",
     # resume_inputs_after_seek wraps them; the recovery's order (resume, then seek) is what it relies on
     "faust.transport.consumer.Consumer.resume_partitions": "afe6b7c02a41d63c",
     "faust.transport.consumer.Consumer.perform_seek": "0e8c130ff4b0afd8",
@@ -117,8 +119,39 @@ def fetch_from_snapshot(consumer: Any) -> None:
 
     With a snapshot, aiokafka returns only partitions that were active when asked, and an
     empty snapshot is never sent. Records are still filtered against the live set, as Faust
-    does: a partition paused since (a rebalance) is seeked by the recovery that follows.
+    does, but the records of a partition paused while the fetch waited are not left
+    consumed: the client is rewound to the first of them (in its own thread, and only if
+    its position is still right after the last of them, so a seek made meanwhile wins).
+    Faust counted on the recovery after a rebalance to seek such a partition, but the
+    recovery seeks *before* it resumes: a fetch still waiting from the previous generation
+    returned a changelog partition's records from the recovery's own seek position while
+    the partition was paused, they were dropped, and the recovery waited for them forever
+    (docs/reliability.md, "A changelog partition its recovery never reads").
     """
+
+    async def rewind(client: Any, tp: Any, first: int, after: int) -> bool:
+        """In the consumer thread: back to `first` if nothing moved the position since."""
+        try:
+            state = client._subscription.subscription.assignment.state_value(tp)
+        except Exception:  # no longer assigned: the next owner reads from the commit
+            return False
+        if getattr(state, "_position", None) != after:
+            return False
+        client.seek(tp, first)
+        return True
+
+    async def give_back(records: dict[Any, Any], active: Any) -> None:
+        buffered = consumer._buffered_partitions
+        for tp in [tp for tp in records if tp not in active and tp not in buffered]:
+            batch = records.pop(tp)
+            if not batch:
+                continue
+            first, after = batch[0].offset, batch[-1].offset + 1
+            thread = consumer._thread
+            if await thread.call_thread(rewind, thread._ensure_consumer(), tp, first, after):
+                consumer._read_offset[tp] = first if first else None
+                log.info("%s[%d]: %d records fetched while it was paused given back (from offset %d)",
+                         tp.topic, tp.partition, len(batch), first)
 
     async def _wait_next_records(timeout: float) -> tuple[Any, Any]:
         if not consumer.flow_active:
@@ -132,7 +165,10 @@ def fetch_from_snapshot(consumer: Any) -> None:
             if not snapshot:
                 await consumer.sleep(1)
                 return {}, active
-            return await consumer._getmany(active_partitions=snapshot, timeout=timeout), active
+            records = await consumer._getmany(active_partitions=snapshot, timeout=timeout)
+            if records:
+                await give_back(records, active)
+            return records, active
         finally:
             consumer.not_waiting_next_records.set()
 
