@@ -36,7 +36,9 @@ __all__ = ["DAY_MS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig", "format_du
 #: 2.1.0: event-caused triggers and rating follow-ups got new ids (the causing event, or the rating
 #: that scheduled the check, joined the hash: envelope.trigger_id); silence and frequency-drop ids
 #: are unchanged. Consumers deduplicating across the upgrade can tell the two versions apart here.
-DETECTOR_VERSION: Final = "2.1.0"
+#: 2.2.0: silence triggers carry `suspected_cause` and `service_failures`, and reason codes naming
+#: the failures (`after_delivery_failed`, ...); ids are unchanged.
+DETECTOR_VERSION: Final = "2.2.0"
 
 #: Category silence windows (at_risk, dormant), the playbooks' "silence windows".
 DEFAULT_WINDOWS: Final[dict[str, tuple[int, int]]] = {
