@@ -36,7 +36,9 @@ __all__ = ["DAY_MS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig", "format_du
 #: 2.1.0: event-caused triggers and rating follow-ups got new ids (the causing event, or the rating
 #: that scheduled the check, joined the hash: envelope.trigger_id); silence and frequency-drop ids
 #: are unchanged. Consumers deduplicating across the upgrade can tell the two versions apart here.
-DETECTOR_VERSION: Final = "2.1.0"
+#: 2.2.0: silence triggers carry `suspected_cause` and `service_failures`, and reason codes naming
+#: the failures (`after_delivery_failed`, ...); ids are unchanged.
+DETECTOR_VERSION: Final = "2.2.0"
 
 #: Category silence windows (at_risk, dormant), the playbooks' "silence windows".
 DEFAULT_WINDOWS: Final[dict[str, tuple[int, int]]] = {
@@ -79,6 +81,10 @@ class DetectorConfig:
     silence_windows: dict[str, tuple[int, int]] = field(default_factory=lambda: dict(DEFAULT_WINDOWS))
     #: Lost stage for every category: win-back response halves after ~180 days.
     silence_lost_ms: int = 180 * DAY_MS
+    #: A silence stage's suspected cause is "service" when a service failure (failed, returned or
+    #: late delivery, negative courier rating) lies between this long before the last order and the
+    #: stage's deadline (detectors/cause.py): such a customer needs an apology, not a discount.
+    silence_cause_lookback_ms: int = 30 * DAY_MS
     # -- silence by personal cadence (BG/NBD; active when `cadence` is set) -----
     #: Population parameters from `churn-signals fit` (None: category windows only).
     cadence: CadenceParams | None = None
@@ -193,7 +199,7 @@ class DetectorConfig:
 #: Fields set from a `fit` output (--params), not from the settings file or env.
 _NOT_SETTINGS: Final = frozenset({"cadence", "rfm"})
 #: Durations for which 0 is meaningful (off).
-_ZERO_OK: Final = frozenset({"allowed_lateness_ms"})
+_ZERO_OK: Final = frozenset({"allowed_lateness_ms", "silence_cause_lookback_ms"})
 _KINDS: Final[dict[type, type]] = {int: int, float: float, bool: bool, str: str}
 
 
@@ -249,6 +255,8 @@ def _validate(c: DetectorConfig) -> None:
             raise ConfigError(f"{name}: expected a whole number in {lo}..{hi} (state stays bounded), got {value}")
     if c.allowed_lateness_ms < 0:
         raise ConfigError("allowed_lateness must not be negative")
+    if c.silence_cause_lookback_ms < 0:
+        raise ConfigError("silence_cause_lookback must not be negative")
     if not c.holdout_salt:
         raise ConfigError("holdout_salt must not be empty")
     unknown = set(c.cooldowns) - set(COOLDOWN_KINDS)

@@ -19,7 +19,7 @@ MEASUREMENT: Final = "measurement"
 
 _FIELDS: Final = ("customer_id", "kind", "stage", "severity", "family", "time_ms", "episode", "reason_codes",
                   "evidence", "caused_by", "favourite_category", "suppressed", "group", "rfm_segment", "channels",
-                  "origin")
+                  "origin", "suspected_cause", "service_failures")
 
 
 class Decision:
@@ -49,6 +49,10 @@ class Decision:
         # stage, when those do not (a follow-up: the rating that scheduled it); an
         # event-caused one is told apart by `caused_by`. Part of the id (envelope.trigger_id).
         origin: str = "",
+        # A silence's suspected cause, "service" or "none" (detectors/cause.py); None for other kinds.
+        suspected_cause: str | None = None,
+        # The service failures behind a "service" cause: (kind, order id, time ms), oldest first.
+        service_failures: tuple[tuple[str, str, int], ...] = (),
     ) -> None:
         self.customer_id = customer_id
         self.kind = kind
@@ -66,11 +70,14 @@ class Decision:
         self.rfm_segment = rfm_segment
         self.channels = channels
         self.origin = origin
+        self.suspected_cause = suspected_cause
+        self.service_failures = service_failures
 
     def _values(self) -> tuple[Any, ...]:
         return (self.customer_id, self.kind, self.stage, self.severity, self.family, self.time_ms, self.episode,
                 self.reason_codes, self.evidence, self.caused_by, self.favourite_category, self.suppressed,
-                self.group, self.rfm_segment, self.channels, self.origin)
+                self.group, self.rfm_segment, self.channels, self.origin, self.suspected_cause,
+                self.service_failures)
 
     __hash__ = None  # type: ignore[assignment]  # mutable record: equal by value, not hashable
 

@@ -4,13 +4,15 @@ Last-mile failures drive "motivated" churn: the customer leaves because of the
 service, so the right answer is service recovery, and the trigger says so. One
 late delivery asks for an apology; `late_repeat_count` late deliveries within
 `late_repeat_window` are a pattern, reported instead as `delivery_late_repeated`
-(severity high) so the customer gets one stronger contact, not two.
+(severity high) so the customer gets one stronger contact, not two. Each
+failure is also remembered (cause.py), so a silence that follows names it.
 
 Must never: read the clock.
 """
 
 from __future__ import annotations
 
+from detectors import cause
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.decision import Decision
 from detectors.state import CustomerState
@@ -24,6 +26,8 @@ def on_delivery(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decis
     order_id = str(d["order_id"])
     fav = st.fav
     if status in ("failed", "returned"):
+        cause.record(cfg, st, cause.DELIVERY_FAILED if status == "failed" else cause.DELIVERY_RETURNED, order_id,
+                     ev.ts)
         return [
             Decision(
                 customer_id=ev.customer_id,
@@ -44,6 +48,7 @@ def on_delivery(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decis
     late_ms = to_epoch_ms(d["delivered_at"]) - to_epoch_ms(d["promised_at"])
     if late_ms <= cfg.late_delivery_grace_ms:
         return []
+    cause.record(cfg, st, cause.DELIVERED_LATE, order_id, ev.ts)
     st.late.append(ev.ts)
     st.late.sort()
     del st.late[: max(0, len(st.late) - cfg.late_repeat_count)]

@@ -25,7 +25,7 @@ import bisect
 from collections.abc import Callable
 from typing import Final
 
-from detectors import basket, delivery, favourite, frequency, rating, returns, rfm, silence, suppression
+from detectors import basket, cause, delivery, favourite, frequency, rating, returns, rfm, silence, suppression
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.deadlines import NEVER
 from detectors.decision import Decision
@@ -191,6 +191,7 @@ class Engine:
         st.last_order = max(st.last_order, ts)
         frequency.on_order(self.cfg, st, ts)
         rating.on_order(st, ts, self.cfg)
+        cause.on_order(self.cfg, st)
 
 
 def conflict_error(ev: Event) -> InvalidEvent:

@@ -105,6 +105,10 @@ def to_cloudevent(dec: Decision, config_version: str) -> dict[str, Any]:
         "detector_version": DETECTOR_VERSION,
         "config_version": config_version,
     }
+    if dec.suspected_cause is not None:  # silence triggers: what the CRM should answer (cause.py)
+        data["suspected_cause"] = dec.suspected_cause
+        data["service_failures"] = [{"kind": kind, "order_id": order_id, "occurred_at": iso_ms(at)}
+                                    for kind, order_id, at in dec.service_failures]
     return {
         "specversion": "1.0",
         "id": trigger_id(dec.customer_id, dec.kind, dec.episode, dec.stage, dec.caused_by or dec.origin),

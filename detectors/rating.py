@@ -11,7 +11,8 @@ schedules none: one check per bad experience, and the rule depends on event
 times only, never on whether a tick fired the earlier check in between.
 A check's id names the rating that scheduled it (by the hash of its event id,
 kept with the check), so an order re-rated after its first check gets a second
-check, a trigger of its own.
+check, a trigger of its own. A negative rating is also remembered as a
+service failure (cause.py), so a silence that follows names it.
 
 Must never: read the clock.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from detectors import cause
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.deadlines import NEVER
 from detectors.decision import Decision
@@ -35,6 +37,7 @@ def on_rating(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decisio
     if rating > cfg.negative_rating_max:
         return []
     order_id = str(ev.data["order_id"])
+    cause.record(cfg, st, cause.RATING + rating, order_id, ev.ts)
     spaced = not st.fu_last or abs(ev.ts - st.fu_last) >= cfg.rating_follow_up_ms
     if st.last_order < ev.ts and spaced:
         st.fu_last = ev.ts

@@ -14,6 +14,12 @@ offer on people who would return anyway"). Time-driven: the trigger's time is
 the deadline itself, so live and replay produce the same payload whatever the
 tick granularity.
 
+Each stage also says why the customer may have gone quiet (cause.py): the
+service failures from `silence_cause_lookback` before the last order up to the
+stage's deadline, as `suspected_cause` "service" with reason codes naming them
+(`after_delivery_failed`, ...), or "none". The playbooks' classic mistake is a
+discount for a customer who left over the service: that one needs an apology.
+
 Must never: read the clock.
 """
 
@@ -22,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from detectors import cadence
+from detectors import cadence, cause
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.deadlines import NEVER
 from detectors.decision import SILENCE_STAGES, Decision
@@ -98,6 +104,7 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
         at, floor, rule = plan[st.silence_stage]
         stage = SILENCE_STAGES[st.silence_stage]
         rule_code = "personal_cadence" if rule == CADENCE_RULE else f"category_window_{fav or 'other'}"
+        suspected, cause_codes, failures = cause.of_silence(cfg, st, at)
         out.append(
             Decision(
                 customer_id=customer_id,
@@ -107,7 +114,7 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
                 family="win_back",
                 time_ms=at,
                 episode=str(st.last_order),
-                reason_codes=(f"silence_{stage}", rule_code),
+                reason_codes=(f"silence_{stage}", rule_code, *cause_codes),
                 evidence={
                     "days_silent": round((at - st.last_order) / DAY_MS, 3),
                     "window_days": round((at - st.last_order) / DAY_MS, 3),
@@ -118,6 +125,8 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
                     **cadence_evidence(cfg, st, at),
                 },
                 favourite_category=fav,
+                suspected_cause=suspected,
+                service_failures=failures,
             )
         )
         st.silence_stage += 1

@@ -4,8 +4,9 @@ Budget (DESIGN.md section 4): a few hundred bytes per customer, so tens of
 millions of customers fit a handful of workers. Only numbers and short strings;
 bounded lists (the last `RECENT` order times, the last `SEEN` event digests,
 at most `MAX_CATEGORIES` categories, and lists sized by bounded settings: the
-latest basket amounts, late-delivery times, win-back episode starts). Empty
-optional parts (consent, cooldown slots) encode as an empty list.
+latest basket amounts, late-delivery times, win-back episode starts, and the
+few recent service failures of detectors/cause.py). Empty optional parts
+(consent, cooldown slots) encode as an empty list.
 
 The encoding is lossless: a state decoded from the changelog behaves exactly
 like the one that was written, which is what keeps recovery deterministic.
@@ -36,7 +37,11 @@ MAX_CATEGORIES: Final = 6
 #: 4: `seen` holds a content digest next to each event-id digest, as one byte string
 #: (a re-used event_id with other content is a conflict, not a duplicate); the id-only
 #: rings of versions 1-3 still read, their content unknown (UNKNOWN_CONTENT).
-ENCODING_VERSION: Final = 4
+#: 5: `failures`, the latest service failures (detectors/cause.py), appended to the list; a
+#: state of versions 1-4 reads with none (failures before the upgrade are not known).
+ENCODING_VERSION: Final = 5
+#: Values in the list of versions 2-4; version 5 appends one.
+_V4_VALUES: Final = 24
 
 
 #: A category's [orders, last order ms] packed in one int: orders << CAT_SHIFT | last. Event
@@ -133,6 +138,7 @@ class CustomerState:
         "basket_fired",
         "cats",
         "consent",
+        "failures",
         "fav",
         "fav_fired",
         "first_order",
@@ -192,6 +198,9 @@ class CustomerState:
         self.fu: list[list[Any]] = []
         self.fu_last = 0             # event time of the latest rating that scheduled a follow-up
         self.late: list[int] = []    # times of the latest late deliveries, ascending
+        # recent service failures (detectors/cause.py): [time ms, kind code, order id], ascending,
+        # at most cause.MAX_FAILURES, none older than the last order less the cause lookback
+        self.failures: list[list[Any]] = []
         # consent: [] (never set) or per channel (email, sms, push): code, since_ms
         # with code = current + 3 * previous, each 0 unknown / 1 granted / 2 withdrawn
         self.consent: list[int] = []
@@ -221,7 +230,7 @@ class CustomerState:
             self.amount_total, self.recent, cats, self.silence_stage, self.freq_fired,
             self.seen, self.last_event, self.n_days, self.amounts, self.basket_fired, self.fav_fired,
             self.fu, self.fu_last, self.late, self.consent, self.returned_at, self.wb_ep, self.wb,
-            self.last_emit,
+            self.last_emit, self.failures,
         ]
 
     def encode(self) -> bytes:
@@ -231,13 +240,17 @@ class CustomerState:
     def from_list(cls, v: list[Any]) -> CustomerState:
         if v and v[0] == 1:
             return cls._from_v1(v)
-        if not v or v[0] not in (2, 3, ENCODING_VERSION):  # 2, 3 and 4 share the list layout
+        if not v or v[0] not in (2, 3, 4, ENCODING_VERSION):  # 2, 3 and 4 share the list layout; 5 adds to it
             raise ValueError(f"unsupported customer state encoding {v[:1]!r}")
+        if len(v) != (_V4_VALUES + 1 if v[0] == ENCODING_VERSION else _V4_VALUES):
+            raise ValueError(f"customer state encoding {v[0]} with {len(v)} values")
         st = cls()
         (_, st.partition, st.first_order, st.last_order, st.n_orders, st.amount_total,
          st.recent, cats, st.silence_stage, st.freq_fired, seen, st.last_event, st.n_days, amounts,
          st.basket_fired, st.fav_fired, st.fu, st.fu_last, st.late, st.consent, st.returned_at, st.wb_ep,
-         st.wb, st.last_emit) = v
+         st.wb, st.last_emit, *rest) = v
+        if rest:
+            st.failures = rest[0]
         st.seen = seen if type(seen) is bytes else _digests(seen)
         st.amount_total = float(st.amount_total)
         st.amounts = [float(a) for a in amounts]
@@ -288,6 +301,7 @@ class CustomerState:
         c.amounts, c.basket_fired, c.fav_fired = self.amounts[:], self.basket_fired, self.fav_fired
         c.fu, c.fu_last = [f[:] for f in self.fu], self.fu_last
         c.late, c.consent, c.returned_at = self.late[:], self.consent[:], self.returned_at
+        c.failures = [f[:] for f in self.failures]
         c.wb_ep, c.wb, c.last_emit = self.wb_ep, self.wb[:], self.last_emit[:]
         return c
 

@@ -51,6 +51,9 @@ def reason(ce: dict[str, Any]) -> str:
     kind = d["kind"]
     if kind == "silence":
         why = f"{ev['days_silent']:.1f} days without an order (window {ev['window_days']:g} d)"
+        failures = d.get("service_failures")
+        if failures:  # suspected cause: service (an apology, not a discount)
+            why += ", after " + ", ".join(f"{f['kind'].replace('_', ' ')} (order {f['order_id']})" for f in failures)
     elif kind == "negative_rating" and d["stage"] == "follow_up":
         why = f"no order {ev['hours_since_rating']:g} h after a bad rating (order {ev['order_id']})"
     elif kind == "negative_rating":

@@ -124,7 +124,8 @@ def _trigger_text(ce: dict[str, Any], indent: str = "    ") -> list[str]:
         why = evidence
     if why == ", ".join(f"{k}={v}" for k, v in d["evidence"].items()):  # no sentence for this kind: say the codes
         why = "; ".join(c.replace("_", " ") for c in d["reason_codes"])
-    return [f"{indent}-> {label} {verdict}, severity {d['severity']}, family {d['family']}",
+    cause = f", suspected cause {d['suspected_cause']}" if "suspected_cause" in d else ""
+    return [f"{indent}-> {label} {verdict}, severity {d['severity']}, family {d['family']}{cause}",
             f"{indent}   why: {why}",
             f"{indent}   reason codes: {', '.join(d['reason_codes'])}; evidence: {evidence}",
             f"{indent}   id {ce['id']}, episode {d['episode_id']}"]

@@ -2,10 +2,10 @@
 
 Every name carries its unit (`_seconds`, `_messages`, `_total` for counters).
 Label values are bounded sets (topic names, partition numbers, outcomes,
-kinds, decisions, DLQ reasons, holdout groups): never a customer id, an event
-id or any other per-customer value. `docs/operations.md` is the reference
-table; `deploy/` queries these names and a test proves every query returns
-series from a real worker.
+kinds, decisions, DLQ reasons, holdout groups, silence stages and causes):
+never a customer id, an event id or any other per-customer value.
+`docs/operations.md` is the reference table; `deploy/` queries these names
+and a test proves every query returns series from a real worker.
 
 Faust's own sensor metrics (`faust_*`) are registered on the same registry by
 `faust_monitor`, so one `/metrics` page serves both.
@@ -22,6 +22,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import HistogramMetricFamily
 
+from detectors.cause import NONE, SERVICE
+from detectors.decision import SILENCE_STAGES
+
 #: Label values created at start-up with value 0, so rates, ratios and alerts
 #: have a series to work on before the first occurrence (a missing series is
 #: not a zero in PromQL).
@@ -37,6 +40,8 @@ DLQ_REASONS = ("too_large", "malformed_json", "not_an_object", "unknown_type", "
 TRIGGER_KINDS = ("silence", "silence_retracted", "frequency_drop", "basket_value_drop",
                  "favourite_category_abandoned", "negative_rating", "delivery_failed", "delivery_late",
                  "delivery_late_repeated", "customer_returned")
+#: Suspected causes of a silence (detectors/cause.py): every (stage, cause) starts at 0, emitted.
+SILENCE_CAUSES = (SERVICE, NONE)
 
 #: Prefix of Faust's sensor metrics on /metrics (Faust's default is the app id,
 #: which differs per deployment; a fixed prefix keeps dashboards portable).
@@ -93,6 +98,11 @@ class Metrics:
         self.triggers = Counter(
             "churn_triggers_total", "Trigger decisions by kind and decision "
             "(emitted, or the suppression reason).", ["kind", "decision"], registry=r,
+        )
+        self.silence_causes = Counter(
+            "churn_silence_triggers_total", "Silence trigger decisions by stage, suspected cause (service: "
+            "a failed, returned or late delivery or a bad courier rating before it; none) and decision "
+            "(emitted, or the suppression reason).", ["stage", "cause", "decision"], registry=r,
         )
         self.returns = Counter(
             "churn_returns_total", "Customers who ordered again after a win-back trigger, by holdout group "
@@ -162,6 +172,9 @@ class Metrics:
             self.dlq.labels(reason)
         for kind in TRIGGER_KINDS:
             self.triggers.labels(kind, "emitted")
+        for stage in SILENCE_STAGES:
+            for cause in SILENCE_CAUSES:
+                self.silence_causes.labels(stage, cause, "emitted")
         self.info.labels(version, config_version).set(1)
 
     def set_partition_gauge(self, gauge: Gauge, values: dict[tuple[str, ...], float]) -> None:

@@ -334,7 +334,10 @@ class Runtime:
         out = []
         for d in decisions:
             topic = self.topics.triggers if d.emitted else self.topics.audit
-            self.metrics.triggers.labels(d.kind, "emitted" if d.emitted else str(d.suppressed)).inc()
+            decision = "emitted" if d.emitted else str(d.suppressed)
+            self.metrics.triggers.labels(d.kind, decision).inc()
+            if d.suspected_cause is not None:  # a silence stage: counted by what it suspects
+                self.metrics.silence_causes.labels(d.stage, d.suspected_cause, decision).inc()
             if d.kind == RETURNED:
                 self.metrics.returns.labels(return_group(d)).inc()
             out.append(

@@ -25,7 +25,7 @@ from detectors.envelope import iso_ms
 from streams.broker import free_port
 from streams.health import bootstrap_hosts, broker_reachable
 from streams.logs import JsonFormatter, logging_config
-from streams.metrics import DLQ_REASONS, RETURN_GROUPS, TRIGGER_KINDS, Metrics, faust_monitor
+from streams.metrics import DLQ_REASONS, RETURN_GROUPS, SILENCE_CAUSES, TRIGGER_KINDS, Metrics, faust_monitor
 from streams.runtime import Runtime
 from streams.settings import Settings
 
@@ -67,6 +67,9 @@ def test_known_label_values_exist_at_zero_before_anything_happens():
     for reason in DLQ_REASONS:
         assert sample(m, "churn_dlq_messages_total", reason=reason) == 0
     assert sample(m, "churn_triggers_total", kind="silence", decision="emitted") == 0
+    for stage in ("at_risk", "dormant", "lost"):
+        for cause in SILENCE_CAUSES:
+            assert sample(m, "churn_silence_triggers_total", stage=stage, cause=cause, decision="emitted") == 0
     assert sample(m, "churn_worker_info", version="test", config_version=Settings().detector.version) == 1
 
 
@@ -147,8 +150,8 @@ def test_every_trigger_kind_the_detectors_emit_starts_at_zero():
     assert kinds <= set(TRIGGER_KINDS)
 
 
-def _decision(kind: str, **kw: Any) -> Decision:
-    return Decision(customer_id="c-1", kind=kind, stage="now", severity="info", family="win_back", time_ms=T0,
+def _decision(kind: str, stage: str = "now", **kw: Any) -> Decision:
+    return Decision(customer_id="c-1", kind=kind, stage=stage, severity="info", family="win_back", time_ms=T0,
                     episode="e", reason_codes=(), **kw)
 
 
@@ -168,6 +171,37 @@ def test_suppressed_triggers_are_counted_under_their_reason():
     rt._route([_decision("silence", suppressed="holdout"), _decision("silence")])
     assert sample(m, "churn_triggers_total", kind="silence", decision="holdout") == 1
     assert sample(m, "churn_triggers_total", kind="silence", decision="emitted") == 1
+
+
+def test_silence_triggers_are_counted_by_stage_suspected_cause_and_decision():
+    rt, m, _ = make()
+    rt._route([_decision("silence", stage="at_risk", suspected_cause="service",
+                         service_failures=(("delivery_failed", "o-1", T0),)),
+               _decision("silence", stage="at_risk", suspected_cause="service", suppressed="holdout"),
+               _decision("silence", stage="dormant", suspected_cause="none"),
+               _decision("delivery_failed", stage="now")])
+    assert sample(m, "churn_silence_triggers_total", stage="at_risk", cause="service", decision="emitted") == 1
+    assert sample(m, "churn_silence_triggers_total", stage="at_risk", cause="service", decision="holdout") == 1
+    assert sample(m, "churn_silence_triggers_total", stage="dormant", cause="none", decision="emitted") == 1
+    assert sample(m, "churn_silence_triggers_total", stage="at_risk", cause="none", decision="emitted") == 0
+    assert sample(m, "churn_triggers_total", kind="silence", decision="emitted") == 2  # as before
+
+
+def test_a_silence_after_a_failed_delivery_is_counted_as_service_by_the_worker():
+    rt, m, clock = make(T0 + 7_200_000)  # the failure an hour ago
+    failed = orjson.dumps({"event_id": "d1", "type": "delivery", "customer_id": "c-1",
+                           "occurred_at": iso_ms(T0 + 3_600_000), "order_id": "o-e1", "status": "failed"})
+    for topic, partition, key, value in [("orders", 0, b"c-1", order("c-1", "e1", T0)),
+                                         ("deliveries", 0, b"c-1", failed),
+                                         ("orders", 1, b"c-2", order("c-2", "e2", T0))]:
+        rt.on_input(topic, partition, 0, key, value)
+        rt.write_state()  # as the app does after each message
+    clock.now = T0 + 8 * DAY
+    rt.tick_times([0, 1], lambda _: 0, lambda _: 0)
+    rt.on_tick(0, b'{"now": %d}' % clock.now)
+    rt.on_tick(1, b'{"now": %d}' % clock.now)
+    assert sample(m, "churn_silence_triggers_total", stage="at_risk", cause="service", decision="emitted") == 1
+    assert sample(m, "churn_silence_triggers_total", stage="at_risk", cause="none", decision="emitted") == 1
 
 
 def test_overdue_deadlines_are_those_past_the_wall_clock_beyond_the_grace():

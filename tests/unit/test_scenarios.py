@@ -5,7 +5,8 @@ order they are read) and `expected.json`: a description, detector settings
 (`config`, optional fitted `params`), the clock's final time (`until`) and
 every trigger decision expected, emitted or suppressed, with its reason. A
 row may also pin payload fields (group, family, severity, rfm_segment,
-channels, reason_codes, favourite_category) and a subset of the evidence.
+channels, reason_codes, favourite_category, and a silence's suspected_cause and
+service_failures) and a subset of the evidence.
 The list must match exactly: a missing or an extra trigger fails. So must
 `rejects`, the lines replay refuses (line number and reason; none when absent),
 judged against `now` (the present for the future-time bound; absent: none).
@@ -28,7 +29,8 @@ from streams.sources import Reject
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 NAMES = sorted(p.name for p in SCENARIOS.iterdir() if (p / "expected.json").exists())
-PAYLOAD_FIELDS = ("group", "family", "severity", "rfm_segment", "channels", "reason_codes", "favourite_category")
+PAYLOAD_FIELDS = ("group", "family", "severity", "rfm_segment", "channels", "reason_codes", "favourite_category",
+                  "suspected_cause", "service_failures")
 
 
 def run_scenario(name: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[Reject]]:
@@ -85,6 +87,8 @@ def test_scenario(name):
         (t["time"], t["customer"], t["kind"], t["stage"], t["decision"]) for t in expected], spec["description"]
     for ce, t in zip(got, expected, strict=True):
         d = ce["data"]
+        # every silence stage says what it suspects; no other kind does
+        assert ("suspected_cause" in d) == (d["kind"] == "silence"), ce
         for key in PAYLOAD_FIELDS:
             if key in t:
                 assert d[key] == t[key], (key, t)

@@ -47,3 +47,13 @@ def test_the_contract_lists_the_documented_kinds_and_reasons():
     assert all(k in kind_doc for k in KINDS)
     reasons = [r for r in schema["properties"]["suppression_reason"]["enum"] if r]
     assert all(f"`{r}`" in DOC for r in reasons)
+
+
+def test_the_suspected_cause_of_a_silence_is_documented_with_what_to_send():
+    schema = load_schema("trigger-v1.json")["properties"]
+    section = DOC.split("#### Suspected cause", 1)[1].split("\n### ", 1)[0]
+    assert all(f"`{cause}`" in section for cause in schema["suspected_cause"]["enum"])
+    assert "discount" in section
+    silences = [ex for ex in _examples() if ex.get("kind") == "silence"]
+    assert {ex["suspected_cause"] for ex in silences} == {"service", "none"}
+    assert all(("service_failures" in ex) for ex in silences)
