@@ -13,6 +13,7 @@ passes them in through `from_mapping` and `with_params`).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Final
 
@@ -24,11 +25,13 @@ from detectors.config_values import (
     HOUR_MS,
     convert,
     format_duration,
+    parse_channels,
     parse_cooldowns,
     parse_duration,
     parse_windows,
 )
 from detectors.rfm import RfmCuts
+from schemas.decode import ALL_CHANNELS, CHANNEL_NAME, DEFAULT_CHANNELS
 from schemas.errors import ConfigError
 
 __all__ = ["DAY_MS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig", "format_duration", "parse_duration"]
@@ -68,6 +71,9 @@ COOLDOWN_KINDS: Final = (
 MAX_BASKET_RECENT: Final = 5
 MAX_LATE_REPEAT: Final = 5
 MAX_WINBACK_EPISODES: Final = 5
+#: Contact channels at most (a customer's consent record holds one entry per channel).
+MAX_CHANNELS: Final = 16
+_CHANNEL_NAME: Final = re.compile(CHANNEL_NAME)
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,9 @@ class DetectorConfig:
     holdout_share: float = 0.10
     #: Salt of the holdout hash; changing it reshuffles the groups.
     holdout_salt: str = "churn-signals-holdout-v1"
+    #: Contact channels a consent event may name (besides "all") and a trigger may list:
+    #: the playbooks' "e-mail + Viber/SMS + web push" and messengers.
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
     #: True: a channel is usable only after an explicit grant (opt-in regimes).
     consent_required: bool = False
     #: kind -> cooldown after an emitted trigger of that kind.
@@ -183,6 +192,8 @@ class DetectorConfig:
                 kwargs[name] = parse_windows(raw, DEFAULT_WINDOWS)
             elif name == "cooldowns":
                 kwargs[name] = parse_cooldowns(raw, DEFAULT_COOLDOWNS, COOLDOWN_KINDS)
+            elif name == "channels":
+                kwargs[name] = parse_channels(raw)
             elif name.endswith("_ms"):
                 kwargs[name] = parse_duration(raw, key, allow_zero=name in _ZERO_OK)
             else:
@@ -256,6 +267,20 @@ def _validate(c: DetectorConfig) -> None:
         raise ConfigError(f"cooldowns: unknown kind(s) {sorted(unknown)}; known: {', '.join(COOLDOWN_KINDS)}")
     if any(v < 0 for v in c.cooldowns.values()):
         raise ConfigError("cooldowns must not be negative")
+    _validate_channels(c.channels)
+
+
+def _validate_channels(channels: tuple[str, ...]) -> None:
+    if not 1 <= len(channels) <= MAX_CHANNELS:
+        raise ConfigError(f"channels: expected 1..{MAX_CHANNELS} contact channels, got {len(channels)}")
+    for name in channels:
+        if not isinstance(name, str) or _CHANNEL_NAME.fullmatch(name) is None:
+            raise ConfigError(f"channels: {name!r} is not a channel name (a lower-case letter, then up to 31 "
+                              "lower-case letters, digits, '_' or '-')")
+        if name == ALL_CHANNELS:
+            raise ConfigError(f"channels: {ALL_CHANNELS!r} is reserved (a consent for it speaks for every channel)")
+    if len(set(channels)) != len(channels):
+        raise ConfigError(f"channels: each channel once, got {', '.join(channels)}")
 
 
 _DEFAULT: Final = DetectorConfig()

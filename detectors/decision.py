@@ -44,7 +44,7 @@ class Decision:
         suppressed: str | None = None,          # suppression reason, None when emitted
         group: str = "treatment",               # treatment | holdout (stable hash of the customer id)
         rfm_segment: str | None = None,         # RFM segment when it fired (None: no order yet)
-        channels: tuple[str, ...] = (),         # contact channels the customer consents to at time_ms
+        channels: tuple[str, ...] = (),         # contact channels it may use at time_ms (suppression.py)
         # What tells a time-driven trigger apart from others of its customer, kind, episode and
         # stage, when those do not (a follow-up: the rating that scheduled it); an
         # event-caused one is told apart by `caused_by`. Part of the id (envelope.trigger_id).

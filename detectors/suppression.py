@@ -16,6 +16,10 @@ names the reason (the decision then goes to the audit topic with it):
 Measurement events (returns, corrections) are never suppressed. Only emitted
 decisions count towards cooldowns and caps.
 
+A consent event names one configured channel (`channels`) or `all`. `all`
+changes every channel the customer has a record of and a record of its own,
+which channels without one (added to the configuration later) follow.
+
 Consent is judged at the decision's event time: per channel the state keeps the
 current value, since when, and the value before, so a consent event read after
 a trigger's deadline still answers "was it allowed then" (one change of
@@ -27,19 +31,16 @@ Must never: read the clock.
 from __future__ import annotations
 
 import hashlib
-from typing import Final
+from typing import Any, Final
 
 from detectors.config import COOLDOWN_KINDS, DetectorConfig
 from detectors.decision import MEASUREMENT, Decision
-from detectors.state import CustomerState
+from detectors.state import CONSENT_GRANTED, CONSENT_UNKNOWN, CONSENT_WITHDRAWN, CustomerState
 from schemas import Event
+from schemas.decode import ALL_CHANNELS
 
-CHANNELS: Final = ("email", "sms", "push")
 HOLDOUT: Final = "holdout"
 TREATMENT: Final = "treatment"
-_UNKNOWN: Final = 0
-_GRANTED: Final = 1
-_WITHDRAWN: Final = 2
 _COOLDOWN_SLOT: Final = {k: i for i, k in enumerate(COOLDOWN_KINDS)}
 
 
@@ -63,32 +64,55 @@ def group_of(cfg: DetectorConfig, customer_id: str) -> str:
 # -- consent ---------------------------------------------------------------------
 
 def on_consent(st: CustomerState, ev: Event) -> None:
+    """Record a grant or a withdrawal on its channel; one for `all` on every record (see above)."""
     channel = ev.data["channel"]
-    value = _GRANTED if ev.data["granted"] else _WITHDRAWN
-    if not st.consent:
-        st.consent = [0, 0] * len(CHANNELS)
-    for i, name in enumerate(CHANNELS):
-        if channel not in (name, "all"):
-            continue
-        code, since = st.consent[2 * i], st.consent[2 * i + 1]
-        current = code % 3
-        if ev.ts >= since:
-            st.consent[2 * i: 2 * i + 2] = [value + 3 * current, ev.ts]
-        else:  # an older change read late: it is what held before the current one
-            st.consent[2 * i] = current + 3 * value
+    value = CONSENT_GRANTED if ev.data["granted"] else CONSENT_WITHDRAWN
+    rec = st.consent
+    every = channel == ALL_CHANNELS
+    found = False
+    for i in range(0, len(rec), 3):
+        name = rec[i]
+        if every or name == channel:
+            _change(rec, i, value, ev.ts)
+            found = found or name == channel
+    if found:
+        return
+    # A channel's first record starts from what `all` said (it followed that until now).
+    for i in range(0, len(rec), 3):
+        if rec[i] == ALL_CHANNELS:
+            rec.extend((channel, rec[i + 1], rec[i + 2]))
+            _change(rec, len(rec) - 3, value, ev.ts)
+            return
+    rec.extend((channel, value, ev.ts))  # before it: unknown
 
 
-def channels_at(cfg: DetectorConfig, st: CustomerState, t: int) -> tuple[str, ...]:
-    """Channels the customer consents to at event time `t`."""
+def _change(rec: list[Any], i: int, value: int, ts: int) -> None:
+    code, since = rec[i + 1], rec[i + 2]
+    current = code % 3
+    if ts >= since:
+        rec[i + 1], rec[i + 2] = value + 3 * current, ts
+    else:  # an older change read late: it is what held before the current one
+        rec[i + 1] = current + 3 * value
+
+
+def _values_at(cfg: DetectorConfig, rec: list[Any], t: int) -> list[int]:
+    """Each configured channel's consent value at event time `t`."""
+    known: dict[str, int] = {}
+    for i in range(0, len(rec), 3):
+        code = rec[i + 1]
+        known[rec[i]] = code % 3 if t >= rec[i + 2] else code // 3
+    every = known.get(ALL_CHANNELS, CONSENT_UNKNOWN)
+    return [known.get(name, CONSENT_UNKNOWN) or every for name in cfg.channels]
+
+
+def channels_at(cfg: DetectorConfig, st: CustomerState, t: int, grant: bool) -> tuple[str, ...]:
+    """The channels a decision may use at event time `t`: granted ones if `grant`, else those not withdrawn."""
     if not st.consent:  # never set (most customers): every channel is unknown
-        return () if cfg.consent_required else CHANNELS
-    allowed = []
-    for i, name in enumerate(CHANNELS):
-        code, since = st.consent[2 * i], st.consent[2 * i + 1]
-        value = code % 3 if t >= since else code // 3
-        if value == _GRANTED or (value == _UNKNOWN and not cfg.consent_required):
-            allowed.append(name)
-    return tuple(allowed)
+        return () if grant else cfg.channels
+    values = _values_at(cfg, st.consent, t)
+    if grant:
+        return tuple(name for name, v in zip(cfg.channels, values, strict=True) if v == CONSENT_GRANTED)
+    return tuple(name for name, v in zip(cfg.channels, values, strict=True) if v != CONSENT_WITHDRAWN)
 
 
 # -- the decision ----------------------------------------------------------------
@@ -101,7 +125,7 @@ def decide(cfg: DetectorConfig, st: CustomerState, d: Decision) -> None:
         st.hold = holdout_value(salt, d.customer_id)
         st.hold_salt = salt
     d.group = _group(cfg, st.hold)
-    d.channels = channels_at(cfg, st, d.time_ms)
+    d.channels = channels_at(cfg, st, d.time_ms, cfg.consent_required)
     if d.family == MEASUREMENT:
         return
     d.suppressed = _reason(cfg, st, d)

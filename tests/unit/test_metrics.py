@@ -131,6 +131,23 @@ def test_an_implausible_delivery_time_is_dead_lettered_with_its_raw_bytes():
     assert rt.store.get("c-9") is None  # nothing of it reached the state
 
 
+def test_a_consent_event_for_a_channel_not_configured_is_dead_lettered():
+    rt, m, _ = make()
+    raw = orjson.dumps({"event_id": "k1", "type": "consent", "customer_id": "c-9", "occurred_at": iso_ms(T0),
+                        "channel": "fax", "granted": True})
+    [letter] = rt.on_input("customer-consent", 0, 3, b"c-9", raw)
+    assert (letter.topic, letter.value) == ("churn-dlq", raw)
+    headers = dict(letter.headers)
+    assert headers["dlq.error.class"] == b"unknown_channel"
+    assert headers["dlq.error.message"].startswith(b"consent channel 'fax' is not configured")
+    assert sample(m, "churn_dlq_messages_total", reason="unknown_channel") == 1
+    assert rt.store.get("c-9") is None
+    viber = orjson.dumps({"event_id": "k2", "type": "consent", "customer_id": "c-9", "occurred_at": iso_ms(T0),
+                          "channel": "viber", "granted": True})
+    assert rt.on_input("customer-consent", 0, 4, b"c-9", viber) == []
+    assert rt.store.get("c-9").consent == ["viber", 1, T0]
+
+
 def test_every_reason_the_code_can_raise_starts_at_zero():
     raised = set()
     for path in [p for d in ("schemas", "detectors", "streams") for p in ROOT.joinpath(d).glob("*.py")]:

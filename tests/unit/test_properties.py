@@ -21,6 +21,7 @@ from detectors.config import DAY_MS, HOUR_MS
 from detectors.envelope import encode, iso_ms, to_cloudevent
 from detectors.suppression import group_of
 from schemas import EventDecoder
+from schemas.decode import DEFAULT_CHANNELS
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DEC = EventDecoder()
@@ -38,7 +39,7 @@ step = st.tuples(
     st.sampled_from(CUSTOMERS),
     st.integers(0, 120 * 24),            # hours after T0
     st.integers(1, 5),                   # rating / delivery status / amount factor
-    st.sampled_from(["grocery", "fashion", "home", "email", "sms", "all"]),
+    st.sampled_from(["grocery", "fashion", "home", "email", "sms", "viber", "all"]),
 )
 logs = st.lists(step, min_size=1, max_size=30)
 
@@ -58,7 +59,7 @@ def events(spec: list[tuple[str, str, int, int, str]], shuffle_within: int = 0) 
             if n == 5:
                 e.update(promised_at=iso_ms(at - 3 * HOUR_MS), delivered_at=iso_ms(at - HOUR_MS))
         else:
-            channel = opt if opt in ("email", "sms", "all") else "push"
+            channel = opt if opt in ("email", "sms", "viber", "all") else "push"
             e.update(channel=channel, granted=n >= 4)
         out.append(e)
     return out
@@ -139,7 +140,7 @@ def test_duplicated_delivery_changes_nothing(spec, cfg, gap):
 
 def consented_channels(evs: list[dict[str, Any]], customer_id: str, t: int, required: bool) -> set[str]:
     """Oracle: channels allowed at `t` from the customer's consent events up to `t` (log is time-ordered)."""
-    state: dict[str, bool | None] = {"email": None, "sms": None, "push": None}
+    state: dict[str, bool | None] = dict.fromkeys(DEFAULT_CHANNELS)
     for e in evs:
         if e["type"] == "consent" and e["customer_id"] == customer_id and DEC.validate(e).ts <= t:
             for ch in state:
