@@ -39,7 +39,10 @@ __all__ = ["DAY_MS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig", "format_du
 #: 2.1.0: event-caused triggers and rating follow-ups got new ids (the causing event, or the rating
 #: that scheduled the check, joined the hash: envelope.trigger_id); silence and frequency-drop ids
 #: are unchanged. Consumers deduplicating across the upgrade can tell the two versions apart here.
-DETECTOR_VERSION: Final = "2.1.0"
+#: 2.2.0: consent by family (win_back and retention need a grant, service recovery goes out unless
+#: opted out; suppression reason no_consent) and configurable channels (viber, messenger by default):
+#: the same input gives other `channels` and suppressions, under the same ids.
+DETECTOR_VERSION: Final = "2.2.0"
 
 #: Category silence windows (at_risk, dormant), the playbooks' "silence windows".
 DEFAULT_WINDOWS: Final[dict[str, tuple[int, int]]] = {
@@ -133,7 +136,11 @@ class DetectorConfig:
     #: Contact channels a consent event may name (besides "all") and a trigger may list:
     #: the playbooks' "e-mail + Viber/SMS + web push" and messengers.
     channels: tuple[str, ...] = DEFAULT_CHANNELS
-    #: True: a channel is usable only after an explicit grant (opt-in regimes).
+    #: Marketing (win_back and retention families) only on channels the customer granted:
+    #: "communications must rest on the customer's consent". False: unless opted out.
+    marketing_consent_required: bool = True
+    #: True: every family, service recovery too, only on granted channels (strict opt-in
+    #: regimes). False: service recovery goes out on every channel not opted out of.
     consent_required: bool = False
     #: kind -> cooldown after an emitted trigger of that kind.
     cooldowns: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_COOLDOWNS))

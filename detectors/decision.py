@@ -15,6 +15,9 @@ SILENCE_STAGES: Final = ("at_risk", "dormant", "lost")
 #: Family of events that record what happened (returns, corrections) rather than
 #: ask for a contact: never suppressed, so holdout outcomes are measured too.
 MEASUREMENT: Final = "measurement"
+#: Family of apologies and service fixes: allowed without a marketing grant, on every channel
+#: the customer did not opt out of (detectors/suppression.py).
+SERVICE_RECOVERY: Final = "service_recovery"
 
 
 _FIELDS: Final = ("customer_id", "kind", "stage", "severity", "family", "time_ms", "episode", "reason_codes",

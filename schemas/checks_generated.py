@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from schemas.fastpath import MISSING, EventCheck, Pattern, fast_epoch_ms, finite_in
 
-SCHEMA_DIGEST: Final = "5ff0bcf6c1de49f402520e20a5341de379de3a5b36acdae82f0235d58b6ef9cc"
+SCHEMA_DIGEST: Final = "80ef71a0f075c4ddcd4eb5ba15f54f648eec3a51dd9150c918a0081e7d13860d"
 
 ORDER_CURRENCY: Final = Pattern("^[A-Z]{3}$")
 DELIVERY_STATUS: Final = frozenset({"cancelled", "delivered", "failed", "returned"})

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 
+from detectors import Engine, PartitionCore
 from detectors.config import DAY_MS, DetectorConfig
+from detectors.envelope import iso_ms, to_cloudevent
 from detectors.state import CustomerState
 from detectors.suppression import channels_at, on_consent
-from schemas import Event
+from schemas import Event, EventDecoder
 from schemas.errors import ConfigError
-from streams.settings import load_settings
+from streams.metrics import Metrics
+from streams.replay import replay
+from streams.runtime import Runtime
+from streams.settings import Settings, load_settings
+from tests.unit.test_metrics import Clock
+from tests.unit.test_metrics import order as raw_order
 
 pytestmark = pytest.mark.unit
 
@@ -99,10 +108,6 @@ def test_a_channel_list_of_another_type_is_refused():
 
 
 def test_replay_rejects_a_consent_event_for_a_channel_not_configured(tmp_path):
-    import orjson
-
-    from streams.replay import replay
-
     log = tmp_path / "events.jsonl"
     rows = [{"event_id": f"k{i}", "type": "consent", "customer_id": "c", "occurred_at": "2026-01-02T00:00:00Z",
              "channel": channel, "granted": True} for i, channel in enumerate(["viber", "fax", "messenger"])]
@@ -114,3 +119,129 @@ def test_replay_rejects_a_consent_event_for_a_channel_not_configured(tmp_path):
     rejects.clear()
     replay(str(log), DetectorConfig(channels=("fax",)), on_reject=rejects.append)  # the replay's own channels
     assert [(r.position, r.reason) for r in rejects] == [(1, "unknown_channel"), (3, "unknown_channel")]
+
+
+# -- the rules by family -------------------------------------------------------------
+
+
+def run(events: list[dict[str, Any]], until_day: float, cfg: DetectorConfig = CFG) -> list[Any]:
+    """Every decision of `events` (applied in order) with the clock advanced to `until_day`."""
+    core = PartitionCore(Engine(cfg), {})
+    decoder = EventDecoder(channels=cfg.channels)
+    out = []
+    for e in events:
+        decisions, _ = core.apply(decoder.validate(e))
+        out += decisions
+        out += core.advance(core.max_event)
+    out += core.advance(T0 + int(until_day * DAY_MS))
+    return out
+
+
+def event(type_: str, day: float, cid: str = "alice", **fields: Any) -> dict[str, Any]:
+    return {"event_id": f"{cid}-{type_}-{day}-{sorted(fields.items())}", "type": type_, "customer_id": cid,
+            "occurred_at": iso_ms(T0 + int(day * DAY_MS)), **fields}
+
+
+def grant(day: float, channel: str, granted: bool = True, cid: str = "alice") -> dict[str, Any]:
+    return event("consent", day, cid, channel=channel, granted=granted)
+
+
+def order(day: float, cid: str = "alice") -> dict[str, Any]:
+    return event("order", day, cid, order_id=f"{cid}-o{day}", category="grocery", amount=30.0)
+
+
+def rating(day: float, cid: str = "alice") -> dict[str, Any]:
+    return event("courier_rating", day, cid, order_id=f"{cid}-o0", rating=1)
+
+
+def by_kind(decisions: list[Any]) -> dict[tuple[str, str], Any]:
+    return {(d.kind, d.stage): d for d in decisions}
+
+
+def test_a_win_back_without_any_grant_is_suppressed_no_consent_and_audited():
+    [at_risk, dormant] = run([order(0)], 15)
+    assert (at_risk.kind, at_risk.family) == ("silence", "win_back")
+    assert (at_risk.suppressed, at_risk.channels) == ("no_consent", ())
+    assert dormant.suppressed == "no_consent"
+    data = to_cloudevent(at_risk, CFG.version)["data"]
+    assert (data["decision"], data["suppression_reason"], data["channels"]) == ("suppressed", "no_consent", [])
+
+
+def test_a_suppressed_win_back_goes_to_the_audit_topic_and_is_counted():
+    settings = Settings()
+    metrics = Metrics(CollectorRegistry())
+    clock = Clock(T0)
+    rt = Runtime(settings, {}, metrics, clock)
+    rt.on_input("orders", 0, 0, b"c-1", raw_order("c-1", "e1", T0))
+    clock.now = T0 + 8 * DAY_MS
+    rt.tick_times([0], lambda _: 0, lambda _: 0)
+    out = rt.on_tick(0, b'{"now": %d}' % clock.now)
+    assert [o.topic for o in out] == ["churn-trigger-audit"]
+    assert metrics.registry.get_sample_value("churn_triggers_total", {"kind": "silence", "decision": "no_consent"}) == 1
+
+
+def test_a_win_back_lists_exactly_the_granted_channels_in_the_configured_order():
+    decisions = run([grant(0, "viber"), grant(0, "email"), order(0)], 8)
+    [at_risk] = decisions
+    assert at_risk.suppressed is None
+    assert at_risk.channels == ("email", "viber")
+
+
+def test_retention_is_marketing_too():
+    """A basket value drop (retention) needs a grant like a win-back; with one it lists the granted channels."""
+    amounts = [100.0] * 4 + [30.0] * 3
+    orders = [{**order(i * 3), "amount": a} for i, a in enumerate(amounts)]
+    [drop] = [d for d in run(orders, 20) if d.kind == "basket_value_drop"]
+    assert (drop.family, drop.suppressed) == ("retention", "no_consent")
+    [drop] = [d for d in run([grant(0, "sms"), *orders], 20) if d.kind == "basket_value_drop"]
+    assert (drop.suppressed, drop.channels) == (None, ("sms",))
+
+
+def test_service_recovery_without_any_consent_event_goes_out_on_every_channel():
+    found = by_kind(run([order(0), rating(1)], 5))
+    for stage in ("now", "follow_up"):
+        d = found["negative_rating", stage]
+        assert (d.family, d.suppressed) == ("service_recovery", None)
+        assert d.channels == ("email", "sms", "push", "viber", "messenger")
+
+
+def test_service_recovery_after_an_opt_out_of_one_channel_uses_the_others():
+    d = by_kind(run([order(0), grant(0.5, "email", False), rating(1)], 2))["negative_rating", "now"]
+    assert (d.suppressed, d.channels) == (None, ("sms", "push", "viber", "messenger"))
+
+
+def test_service_recovery_after_an_opt_out_of_all_is_suppressed_opted_out():
+    found = by_kind(run([order(0), grant(0.5, "all", False), rating(1)], 15))
+    for key in [("negative_rating", "now"), ("negative_rating", "follow_up"), ("silence", "at_risk")]:
+        assert (found[key].suppressed, found[key].channels) == ("opted_out", ()), key
+
+
+def test_opting_out_of_every_channel_one_by_one_is_opting_out():
+    events = [order(0)] + [grant(0.5, ch, False) for ch in CFG.channels] + [rating(1)]
+    assert by_kind(run(events, 2))["negative_rating", "now"].suppressed == "opted_out"
+
+
+def test_the_win_back_requirement_can_be_turned_off():
+    cfg = DetectorConfig(marketing_consent_required=False)
+    [at_risk, _] = run([order(0)], 15, cfg)
+    assert (at_risk.suppressed, at_risk.channels) == (None, cfg.channels)
+    [at_risk, _] = run([order(0), grant(0.5, "email", False)], 15, cfg)
+    assert (at_risk.suppressed, at_risk.channels) == (None, ("sms", "push", "viber", "messenger"))
+    from_env = load_settings(env={"CHURN_DETECTOR_MARKETING_CONSENT_REQUIRED": "false"}).detector
+    assert from_env == cfg
+    assert from_env.version != CFG.version
+
+
+def test_consent_required_asks_a_grant_of_service_recovery_too():
+    cfg = DetectorConfig(consent_required=True)
+    d = by_kind(run([order(0), rating(1)], 2, cfg))["negative_rating", "now"]
+    assert (d.suppressed, d.channels) == ("no_consent", ())
+    d = by_kind(run([order(0), grant(0.5, "push"), rating(1)], 2, cfg))["negative_rating", "now"]
+    assert (d.suppressed, d.channels) == (None, ("push",))
+
+
+def test_measurement_events_are_never_suppressed_and_list_the_marketing_channels():
+    returned = [d for d in run([order(0), grant(0, "sms"), order(9)], 9) if d.kind == "customer_returned"]
+    assert [(d.suppressed, d.channels) for d in returned] == [(None, ("sms",))]
+    returned = [d for d in run([order(0), order(9)], 9) if d.kind == "customer_returned"]
+    assert [(d.suppressed, d.channels) for d in returned] == [(None, ())]

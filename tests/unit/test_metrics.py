@@ -237,6 +237,9 @@ def test_revoking_partitions_drops_their_watermark_series():
 def test_no_label_value_ever_carries_a_customer_or_event_id():
     rt, m, clock = make(T0)
     for i in range(20):
+        grant = orjson.dumps({"event_id": f"evt-g{i}", "type": "consent", "customer_id": f"cust-{i}",
+                              "occurred_at": iso_ms(T0), "channel": "all", "granted": True})
+        rt.on_input("customer-consent", i % 2, i, f"cust-{i}".encode(), grant)  # win-backs need a grant
         rt.on_input("orders", i % 2, i, f"cust-{i}".encode(), order(f"cust-{i}", f"evt-{i}", T0))
     rt.on_input("orders", 0, 99, b"cust-x", b"{broken")
     clock.now = T0 + 30 * DAY

@@ -3,7 +3,8 @@
 - determinism: the same log gives the same trigger bytes;
 - live == replay: clock ticks at arbitrary moments change nothing;
 - idempotence: every event delivered twice changes nothing;
-- no actionable trigger for a holdout customer or one without consent at the trigger's time;
+- no actionable trigger for a holdout customer or one without consent at the trigger's time (a grant for
+  marketing, no opt-out for service recovery);
 - no deadline in the past: after every sweep, every pending deadline lies after the clock, and an order
   never schedules a deadline before itself.
 """
@@ -32,6 +33,7 @@ CONFIGS = {
     "default": DetectorConfig(),
     "cadence": DetectorConfig(cadence=PAPER),
     "opt_in": DetectorConfig(consent_required=True, cadence=PAPER),
+    "marketing_unless_opted_out": DetectorConfig(marketing_consent_required=False),
 }
 
 step = st.tuples(
@@ -139,7 +141,8 @@ def test_duplicated_delivery_changes_nothing(spec, cfg, gap):
 
 
 def consented_channels(evs: list[dict[str, Any]], customer_id: str, t: int, required: bool) -> set[str]:
-    """Oracle: channels allowed at `t` from the customer's consent events up to `t` (log is time-ordered)."""
+    """Oracle: channels allowed at `t` from the customer's consent events up to `t` (log is time-ordered):
+    granted ones if a grant is `required`, else those not withdrawn."""
     state: dict[str, bool | None] = dict.fromkeys(DEFAULT_CHANNELS)
     for e in evs:
         if e["type"] == "consent" and e["customer_id"] == customer_id and DEC.validate(e).ts <= t:
@@ -157,7 +160,9 @@ def test_no_actionable_trigger_for_holdout_or_customers_without_consent(spec, cf
     decisions = run(config, evs, [T0 + h * HOUR_MS for h in ticks], UNTIL, check_deadlines=True)
     consent_times = {(e["customer_id"], DEC.validate(e).ts) for e in evs if e["type"] == "consent"}
     for d in decisions:
-        allowed = consented_channels(evs, d.customer_id, d.time_ms, config.consent_required)
+        # marketing (every family but service recovery) needs a grant; everything does in an opt-in regime
+        grant = config.consent_required or (config.marketing_consent_required and d.family != "service_recovery")
+        allowed = consented_channels(evs, d.customer_id, d.time_ms, grant)
         # A consent change at the very instant of the trigger may be read before or after it (two
         # topics); at any other time the channels are exactly those consented at the trigger's time.
         if (d.customer_id, d.time_ms) not in consent_times:
