@@ -16,7 +16,7 @@ from detectors.suppression import channels_at, on_consent
 from schemas import Event, EventDecoder
 from schemas.errors import ConfigError
 from streams.metrics import Metrics
-from streams.replay import replay
+from streams.replay import Replayer, replay
 from streams.runtime import Runtime
 from streams.settings import Settings, load_settings
 from tests.unit.test_metrics import Clock
@@ -245,3 +245,16 @@ def test_measurement_events_are_never_suppressed_and_list_the_marketing_channels
     assert [(d.suppressed, d.channels) for d in returned] == [(None, ("sms",))]
     returned = [d for d in run([order(0), order(9)], 9) if d.kind == "customer_returned"]
     assert [(d.suppressed, d.channels) for d in returned] == [(None, ())]
+
+
+def test_the_demo_customers_grant_consent_so_the_demo_shows_win_backs():
+    from streams.samples import SampleGenerator
+
+    history = SampleGenerator(seed=7, customers=60).history(1_790_000_000_000)
+    decisions: list[tuple[str, str]] = []
+    r = Replayer(on_trigger=lambda _ce, d: decisions.append((d.kind, d.suppressed or "emit")))
+    r.run(r.decoder().validate(e) for e in history)
+    assert ("silence", "emit") in decisions
+    assert ("silence", "no_consent") in decisions  # every tenth customer granted nothing
+    channels = {e["channel"] for e in history if e["type"] == "consent" and e["granted"]}
+    assert {"viber", "messenger"} <= channels
