@@ -37,7 +37,10 @@ from streams.samples import SampleGenerator  # noqa: E402
 from streams.sources import FileSource  # noqa: E402
 
 END_MS = 1_790_000_000_000   # a fixed end of history (2026-09-21), so the log is the same in every run
-EVENTS_PER_CUSTOMER_YEAR = 85  # what SampleGenerator produces on average over 365 days
+EVENTS_PER_CUSTOMER_YEAR = 86  # what SampleGenerator produces on average over 365 days
+#: Part of the cached log's name: a log built by an older SampleGenerator is not reused
+#: (2: its customers grant marketing consent).
+LOG_VERSION = 2
 
 
 def build_log(path: Path, events: int, seed: int) -> None:
@@ -114,7 +117,7 @@ def main() -> int:
         print(f"pinned to cpu {cpu}")
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
-    path = data / f"replay-{args.events}-seed{args.seed}.jsonl"
+    path = data / f"replay-{args.events}-seed{args.seed}-v{LOG_VERSION}.jsonl"
     if not path.exists():
         t = time.perf_counter()
         build_log(path, args.events, args.seed)

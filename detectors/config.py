@@ -13,6 +13,7 @@ passes them in through `from_mapping` and `with_params`).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Final
 
@@ -24,11 +25,13 @@ from detectors.config_values import (
     HOUR_MS,
     convert,
     format_duration,
+    parse_channels,
     parse_cooldowns,
     parse_duration,
     parse_windows,
 )
 from detectors.rfm import RfmCuts
+from schemas.decode import ALL_CHANNELS, CHANNEL_NAME, DEFAULT_CHANNELS
 from schemas.errors import ConfigError
 
 __all__ = ["DAY_MS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig", "format_duration", "parse_duration"]
@@ -37,7 +40,9 @@ __all__ = ["DAY_MS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig", "format_du
 #: that scheduled the check, joined the hash: envelope.trigger_id); silence and frequency-drop ids
 #: are unchanged. Consumers deduplicating across the upgrade can tell the two versions apart here.
 #: 2.2.0: silence triggers carry `suspected_cause` and `service_failures`, and reason codes naming
-#: the failures (`after_delivery_failed`, ...); ids are unchanged.
+#: the failures (`after_delivery_failed`, ...); consent by family (win_back and retention need a
+#: grant, service recovery goes out unless opted out; suppression reason no_consent) and
+#: configurable channels (viber, messenger by default). Ids are unchanged.
 DETECTOR_VERSION: Final = "2.2.0"
 
 #: Category silence windows (at_risk, dormant), the playbooks' "silence windows".
@@ -70,6 +75,9 @@ COOLDOWN_KINDS: Final = (
 MAX_BASKET_RECENT: Final = 5
 MAX_LATE_REPEAT: Final = 5
 MAX_WINBACK_EPISODES: Final = 5
+#: Contact channels at most (a customer's consent record holds one entry per channel).
+MAX_CHANNELS: Final = 16
+_CHANNEL_NAME: Final = re.compile(CHANNEL_NAME)
 
 
 @dataclass(frozen=True)
@@ -130,7 +138,14 @@ class DetectorConfig:
     holdout_share: float = 0.10
     #: Salt of the holdout hash; changing it reshuffles the groups.
     holdout_salt: str = "churn-signals-holdout-v1"
-    #: True: a channel is usable only after an explicit grant (opt-in regimes).
+    #: Contact channels a consent event may name (besides "all") and a trigger may list:
+    #: the playbooks' "e-mail + Viber/SMS + web push" and messengers.
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
+    #: Marketing (win_back and retention families) only on channels the customer granted:
+    #: "communications must rest on the customer's consent". False: unless opted out.
+    marketing_consent_required: bool = True
+    #: True: every family, service recovery too, only on granted channels (strict opt-in
+    #: regimes). False: service recovery goes out on every channel not opted out of.
     consent_required: bool = False
     #: kind -> cooldown after an emitted trigger of that kind.
     cooldowns: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_COOLDOWNS))
@@ -189,6 +204,8 @@ class DetectorConfig:
                 kwargs[name] = parse_windows(raw, DEFAULT_WINDOWS)
             elif name == "cooldowns":
                 kwargs[name] = parse_cooldowns(raw, DEFAULT_COOLDOWNS, COOLDOWN_KINDS)
+            elif name == "channels":
+                kwargs[name] = parse_channels(raw)
             elif name.endswith("_ms"):
                 kwargs[name] = parse_duration(raw, key, allow_zero=name in _ZERO_OK)
             else:
@@ -264,6 +281,20 @@ def _validate(c: DetectorConfig) -> None:
         raise ConfigError(f"cooldowns: unknown kind(s) {sorted(unknown)}; known: {', '.join(COOLDOWN_KINDS)}")
     if any(v < 0 for v in c.cooldowns.values()):
         raise ConfigError("cooldowns must not be negative")
+    _validate_channels(c.channels)
+
+
+def _validate_channels(channels: tuple[str, ...]) -> None:
+    if not 1 <= len(channels) <= MAX_CHANNELS:
+        raise ConfigError(f"channels: expected 1..{MAX_CHANNELS} contact channels, got {len(channels)}")
+    for name in channels:
+        if not isinstance(name, str) or _CHANNEL_NAME.fullmatch(name) is None:
+            raise ConfigError(f"channels: {name!r} is not a channel name (a lower-case letter, then up to 31 "
+                              "lower-case letters, digits, '_' or '-')")
+        if name == ALL_CHANNELS:
+            raise ConfigError(f"channels: {ALL_CHANNELS!r} is reserved (a consent for it speaks for every channel)")
+    if len(set(channels)) != len(channels):
+        raise ConfigError(f"channels: each channel once, got {', '.join(channels)}")
 
 
 _DEFAULT: Final = DetectorConfig()

@@ -1,4 +1,4 @@
-"""Parsing of configuration values: durations, numbers, booleans, window and cooldown maps.
+"""Parsing of configuration values: durations, numbers, booleans, window and cooldown maps, channel lists.
 
 Values come from TOML (typed) or the environment (strings); both go through
 these functions, so "7d" in a file and CHURN_DETECTOR_X=7d behave the same and
@@ -101,6 +101,15 @@ def parse_windows(raw: Any, defaults: dict[str, tuple[int, int]]) -> dict[str, t
             parse_duration(pair[1], f"silence_windows.{cat}.dormant"),
         )
     return windows
+
+
+def parse_channels(raw: Any) -> tuple[str, ...]:
+    """Channel names: a list (TOML) or, in the environment, 'email,sms,viber'. Names are checked by the config."""
+    if isinstance(raw, str):
+        raw = [part.strip() for part in raw.split(",") if part.strip()]
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(c, str) for c in raw):
+        raise ConfigError(f"channels: expected a list of channel names like 'email,sms,viber', got {raw!r}")
+    return tuple(raw)
 
 
 def parse_cooldowns(raw: Any, defaults: dict[str, int], kinds: tuple[str, ...]) -> dict[str, int]:

@@ -15,6 +15,9 @@ SILENCE_STAGES: Final = ("at_risk", "dormant", "lost")
 #: Family of events that record what happened (returns, corrections) rather than
 #: ask for a contact: never suppressed, so holdout outcomes are measured too.
 MEASUREMENT: Final = "measurement"
+#: Family of apologies and service fixes: allowed without a marketing grant, on every channel
+#: the customer did not opt out of (detectors/suppression.py).
+SERVICE_RECOVERY: Final = "service_recovery"
 
 
 _FIELDS: Final = ("customer_id", "kind", "stage", "severity", "family", "time_ms", "episode", "reason_codes",
@@ -44,7 +47,7 @@ class Decision:
         suppressed: str | None = None,          # suppression reason, None when emitted
         group: str = "treatment",               # treatment | holdout (stable hash of the customer id)
         rfm_segment: str | None = None,         # RFM segment when it fired (None: no order yet)
-        channels: tuple[str, ...] = (),         # contact channels the customer consents to at time_ms
+        channels: tuple[str, ...] = (),         # contact channels it may use at time_ms (suppression.py)
         # What tells a time-driven trigger apart from others of its customer, kind, episode and
         # stage, when those do not (a follow-up: the rating that scheduled it); an
         # event-caused one is told apart by `caused_by`. Part of the id (envelope.trigger_id).

@@ -37,11 +37,21 @@ MAX_CATEGORIES: Final = 6
 #: 4: `seen` holds a content digest next to each event-id digest, as one byte string
 #: (a re-used event_id with other content is a conflict, not a duplicate); the id-only
 #: rings of versions 1-3 still read, their content unknown (UNKNOWN_CONTENT).
-#: 5: `failures`, the latest service failures (detectors/cause.py), appended to the list; a
-#: state of versions 1-4 reads with none (failures before the upgrade are not known).
+#: 5: `failures`, the latest service failures (detectors/cause.py), appended to the list (a
+#: state of versions 1-4 reads with none: failures before the upgrade are not known); and
+#: consent kept per channel *name* (the channels are configurable), one entry per channel
+#: the customer's consent events named, plus `all`; the positional email, sms, push records
+#: of versions 2-4 still read (upgrade_consent).
 ENCODING_VERSION: Final = 5
 #: Values in the list of versions 2-4; version 5 appends one.
 _V4_VALUES: Final = 24
+
+#: A consent value: never said, granted, withdrawn (CustomerState.consent).
+CONSENT_UNKNOWN: Final = 0
+CONSENT_GRANTED: Final = 1
+CONSENT_WITHDRAWN: Final = 2
+#: The channels of the positional consent records of encodings 2-4, in their order.
+_CONSENT_CHANNELS_V4: Final = ("email", "sms", "push")
 
 
 #: A category's [orders, last order ms] packed in one int: orders << CAT_SHIFT | last. Event
@@ -201,9 +211,10 @@ class CustomerState:
         # recent service failures (detectors/cause.py): [time ms, kind code, order id], ascending,
         # at most cause.MAX_FAILURES, none older than the last order less the cause lookback
         self.failures: list[list[Any]] = []
-        # consent: [] (never set) or per channel (email, sms, push): code, since_ms
-        # with code = current + 3 * previous, each 0 unknown / 1 granted / 2 withdrawn
-        self.consent: list[int] = []
+        # consent: [] (never set) or, per channel a consent event named ("all" included), back to
+        # back: name, code, since_ms; code = current + 3 * previous, each CONSENT_UNKNOWN,
+        # CONSENT_GRANTED or CONSENT_WITHDRAWN (detectors/suppression.py reads and writes it)
+        self.consent: list[Any] = []
         # suppression bookkeeping
         self.returned_at = 0         # epoch ms of the latest return after a win-back trigger
         self.wb_ep = 0               # silence episode (its last order ms) of the latest emitted win-back chain
@@ -245,12 +256,13 @@ class CustomerState:
         if len(v) != (_V4_VALUES + 1 if v[0] == ENCODING_VERSION else _V4_VALUES):
             raise ValueError(f"customer state encoding {v[0]} with {len(v)} values")
         st = cls()
-        (_, st.partition, st.first_order, st.last_order, st.n_orders, st.amount_total,
+        (version, st.partition, st.first_order, st.last_order, st.n_orders, st.amount_total,
          st.recent, cats, st.silence_stage, st.freq_fired, seen, st.last_event, st.n_days, amounts,
-         st.basket_fired, st.fav_fired, st.fu, st.fu_last, st.late, st.consent, st.returned_at, st.wb_ep,
+         st.basket_fired, st.fav_fired, st.fu, st.fu_last, st.late, consent, st.returned_at, st.wb_ep,
          st.wb, st.last_emit, *rest) = v
         if rest:
             st.failures = rest[0]
+        st.consent = consent if version == ENCODING_VERSION else upgrade_consent(consent)
         st.seen = seen if type(seen) is bytes else _digests(seen)
         st.amount_total = float(st.amount_total)
         st.amounts = [float(a) for a in amounts]
@@ -312,6 +324,26 @@ class CustomerState:
 
     def __repr__(self) -> str:
         return f"CustomerState({self.to_list()!r})"
+
+
+def upgrade_consent(old: list[int]) -> list[Any]:
+    """The consent of an encoding 2-4 state (code, since for email, sms, push by position) by name.
+
+    Those encodings wrote a consent event for `all` to the three records and kept no record
+    of its own. Three records withdrawn at one instant are read as such an `all`, so a
+    channel configured since (viber, messenger) follows it and a customer who opted out of
+    everything stays out. Three grants at one instant are not: they may be three choices
+    made on one form, and a grant must be given, not inferred.
+    """
+    out: list[Any] = []
+    for i, name in enumerate(_CONSENT_CHANNELS_V4):
+        code, since = old[2 * i: 2 * i + 2] if len(old) >= 2 * i + 2 else (0, 0)
+        if code:  # 0: no event named it
+            out += [name, code, since]
+    if (len(out) == 9 and out[1] % 3 == out[4] % 3 == out[7] % 3 == CONSENT_WITHDRAWN
+            and out[2] == out[5] == out[8]):
+        out += ["all", CONSENT_WITHDRAWN, out[2]]
+    return out
 
 
 def _digests(hashes: list[int]) -> bytes:

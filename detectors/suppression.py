@@ -6,7 +6,10 @@ names the reason (the decision then goes to the audit topic with it):
     holdout            the customer is in the control group (stable hash of
                        salt + customer id, `holdout_share`), so organic
                        returns are not credited to the campaign
-    opted_out          no contact channel is consented to at the trigger's time
+    opted_out          the customer opted out of every channel at the trigger's time
+    no_consent         no channel left to use, and the family needs a grant: marketing
+                       (win_back, retention) without a grant on any channel, or any
+                       family under `consent_required`
     return_exclusion   win-back within `return_exclusion` (90 d) of a return
     episode_cap        a new win-back chain while `winback_max_episodes` (2)
                        chains already started within `winback_period` (365 d)
@@ -15,6 +18,26 @@ names the reason (the decision then goes to the audit topic with it):
 
 Measurement events (returns, corrections) are never suppressed. Only emitted
 decisions count towards cooldowns and caps.
+
+Consent, as the playbooks ask ("communications must rest on the customer's
+consent"; "if the customer unsubscribed from a channel, respect the choice and
+offer another way of contact"), by family. Each decision lists the channels it
+may use (`channels`, in the configured order):
+
+    win_back, retention   marketing: the channels the customer granted
+                          (`marketing_consent_required`, default on; off: every
+                          channel not opted out of). Measurement events list
+                          the same, though they never ask for a contact.
+    service_recovery      every channel the customer did not opt out of: an
+                          apology after a failed delivery needs no marketing
+                          grant, but a withdrawal on a channel holds for every
+                          message there, and one for `all` stops them all.
+                          (`consent_required`: granted channels only, for every
+                          family.)
+
+A consent event names one configured channel or `all`. `all` changes every
+channel the customer has a record of and a record of its own, which channels
+without one (added to the configuration later) follow.
 
 Consent is judged at the decision's event time: per channel the state keeps the
 current value, since when, and the value before, so a consent event read after
@@ -27,19 +50,16 @@ Must never: read the clock.
 from __future__ import annotations
 
 import hashlib
-from typing import Final
+from typing import Any, Final
 
 from detectors.config import COOLDOWN_KINDS, DetectorConfig
-from detectors.decision import MEASUREMENT, Decision
-from detectors.state import CustomerState
+from detectors.decision import MEASUREMENT, SERVICE_RECOVERY, Decision
+from detectors.state import CONSENT_GRANTED, CONSENT_UNKNOWN, CONSENT_WITHDRAWN, CustomerState
 from schemas import Event
+from schemas.decode import ALL_CHANNELS
 
-CHANNELS: Final = ("email", "sms", "push")
 HOLDOUT: Final = "holdout"
 TREATMENT: Final = "treatment"
-_UNKNOWN: Final = 0
-_GRANTED: Final = 1
-_WITHDRAWN: Final = 2
 _COOLDOWN_SLOT: Final = {k: i for i, k in enumerate(COOLDOWN_KINDS)}
 
 
@@ -63,32 +83,68 @@ def group_of(cfg: DetectorConfig, customer_id: str) -> str:
 # -- consent ---------------------------------------------------------------------
 
 def on_consent(st: CustomerState, ev: Event) -> None:
+    """Record a grant or a withdrawal on its channel; one for `all` on every record (see above)."""
     channel = ev.data["channel"]
-    value = _GRANTED if ev.data["granted"] else _WITHDRAWN
-    if not st.consent:
-        st.consent = [0, 0] * len(CHANNELS)
-    for i, name in enumerate(CHANNELS):
-        if channel not in (name, "all"):
-            continue
-        code, since = st.consent[2 * i], st.consent[2 * i + 1]
-        current = code % 3
-        if ev.ts >= since:
-            st.consent[2 * i: 2 * i + 2] = [value + 3 * current, ev.ts]
-        else:  # an older change read late: it is what held before the current one
-            st.consent[2 * i] = current + 3 * value
+    value = CONSENT_GRANTED if ev.data["granted"] else CONSENT_WITHDRAWN
+    rec = st.consent
+    every = channel == ALL_CHANNELS
+    found = False
+    for i in range(0, len(rec), 3):
+        name = rec[i]
+        if every or name == channel:
+            _change(rec, i, value, ev.ts)
+            found = found or name == channel
+    if found:
+        return
+    # A channel's first record starts from what `all` said (it followed that until now).
+    for i in range(0, len(rec), 3):
+        if rec[i] == ALL_CHANNELS:
+            rec.extend((channel, rec[i + 1], rec[i + 2]))
+            _change(rec, len(rec) - 3, value, ev.ts)
+            return
+    rec.extend((channel, value, ev.ts))  # before it: unknown
 
 
-def channels_at(cfg: DetectorConfig, st: CustomerState, t: int) -> tuple[str, ...]:
-    """Channels the customer consents to at event time `t`."""
+def _change(rec: list[Any], i: int, value: int, ts: int) -> None:
+    code, since = rec[i + 1], rec[i + 2]
+    current = code % 3
+    if ts >= since:
+        rec[i + 1], rec[i + 2] = value + 3 * current, ts
+    else:  # an older change read late: it is what held before the current one
+        rec[i + 1] = current + 3 * value
+
+
+def needs_grant(cfg: DetectorConfig, family: str) -> bool:
+    """Whether a decision of `family` may use only granted channels (every family but service recovery
+    under `marketing_consent_required`; every family under `consent_required`)."""
+    return cfg.consent_required or (cfg.marketing_consent_required and family != SERVICE_RECOVERY)
+
+
+def _values_at(cfg: DetectorConfig, rec: list[Any], t: int) -> list[int]:
+    """Each configured channel's consent value at event time `t`."""
+    known: dict[str, int] = {}
+    for i in range(0, len(rec), 3):
+        code = rec[i + 1]
+        known[rec[i]] = code % 3 if t >= rec[i + 2] else code // 3
+    every = known.get(ALL_CHANNELS, CONSENT_UNKNOWN)
+    return [known.get(name, CONSENT_UNKNOWN) or every for name in cfg.channels]
+
+
+def channels_at(cfg: DetectorConfig, st: CustomerState, t: int, grant: bool) -> tuple[str, ...]:
+    """The channels a decision may use at event time `t`: granted ones if `grant`, else those not withdrawn."""
     if not st.consent:  # never set (most customers): every channel is unknown
-        return () if cfg.consent_required else CHANNELS
-    allowed = []
-    for i, name in enumerate(CHANNELS):
-        code, since = st.consent[2 * i], st.consent[2 * i + 1]
-        value = code % 3 if t >= since else code // 3
-        if value == _GRANTED or (value == _UNKNOWN and not cfg.consent_required):
-            allowed.append(name)
-    return tuple(allowed)
+        return () if grant else cfg.channels
+    values = _values_at(cfg, st.consent, t)
+    if grant:
+        return tuple(name for name, v in zip(cfg.channels, values, strict=True) if v == CONSENT_GRANTED)
+    return tuple(name for name, v in zip(cfg.channels, values, strict=True) if v != CONSENT_WITHDRAWN)
+
+
+def _no_channel(cfg: DetectorConfig, st: CustomerState, t: int) -> str:
+    """Why a decision has no channel: the customer opted out of every one, or gave no grant it needs."""
+    if st.consent and all(v == CONSENT_WITHDRAWN for v in _values_at(cfg, st.consent, t)):
+        return "opted_out"
+    return "no_consent"
 
 
 # -- the decision ----------------------------------------------------------------
@@ -101,7 +157,7 @@ def decide(cfg: DetectorConfig, st: CustomerState, d: Decision) -> None:
         st.hold = holdout_value(salt, d.customer_id)
         st.hold_salt = salt
     d.group = _group(cfg, st.hold)
-    d.channels = channels_at(cfg, st, d.time_ms)
+    d.channels = channels_at(cfg, st, d.time_ms, needs_grant(cfg, d.family))
     if d.family == MEASUREMENT:
         return
     d.suppressed = _reason(cfg, st, d)
@@ -114,7 +170,7 @@ def _reason(cfg: DetectorConfig, st: CustomerState, d: Decision) -> str | None:
     if d.group == HOLDOUT:
         return "holdout"
     if not d.channels:
-        return "opted_out"
+        return _no_channel(cfg, st, t)
     winback = d.family == "win_back"
     if winback and st.returned_at and t < st.returned_at + cfg.return_exclusion_ms:
         return "return_exclusion"

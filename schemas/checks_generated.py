@@ -14,11 +14,11 @@ from typing import Any, Final
 
 from schemas.fastpath import MISSING, EventCheck, Pattern, fast_epoch_ms, finite_in
 
-SCHEMA_DIGEST: Final = "9ebd2af48b54e2c5d6bf0954d72bdbc6ee2f4ebe9b2960c645f4591c6669b1f9"
+SCHEMA_DIGEST: Final = "80ef71a0f075c4ddcd4eb5ba15f54f648eec3a51dd9150c918a0081e7d13860d"
 
 ORDER_CURRENCY: Final = Pattern("^[A-Z]{3}$")
 DELIVERY_STATUS: Final = frozenset({"cancelled", "delivered", "failed", "returned"})
-CONSENT_CHANNEL: Final = frozenset({"all", "email", "push", "sms"})
+CONSENT_CHANNEL: Final = Pattern("^[a-z][a-z0-9_-]{0,31}$")
 
 
 def check_order(v: dict[str, Any]) -> int | None:
@@ -125,7 +125,7 @@ def check_consent(v: dict[str, Any]) -> int | None:
     if ts is None:
         return None
     x4 = v.get("channel", MISSING)
-    if x4 is MISSING or not (type(x4) is str and x4 in CONSENT_CHANNEL):
+    if x4 is MISSING or not (type(x4) is str and CONSENT_CHANNEL.ok(x4)):
         return None
     x5 = v.get("granted", MISSING)
     if x5 is MISSING or type(x5) is not bool:

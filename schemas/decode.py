@@ -13,6 +13,12 @@ used as a metric label and a DLQ header):
     ancient_time    occurred_at before the configured earliest plausible time
     implausible_time  a delivery's promised_at or delivered_at further from its
                     occurred_at than the configured bound (max_delivery_offset)
+    unknown_channel a consent event's channel is neither one of the configured
+                    channels nor `all`
+
+The consent schema accepts any channel *name* (a pattern), and the decoder checks
+it against the configured list: which channels a business uses is configuration
+(the detector setting `channels`), not a new version of the contract.
 
 Must never: read the clock (`now_ms` is passed in), import from `streams/`.
 """
@@ -44,6 +50,14 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "courier_rating": "courier_rating-v1.json",
     "consent": "consent-v1.json",
 }
+
+#: Contact channels known unless the detector setting `channels` says otherwise: the playbooks'
+#: mix, "e-mail + Viber/SMS + web push", and messengers.
+DEFAULT_CHANNELS: Final = ("email", "sms", "push", "viber", "messenger")
+#: The channel of a consent event that speaks for every channel, configured or not.
+ALL_CHANNELS: Final = "all"
+#: What a channel name looks like: `channel.pattern` of consent-v1.json (a test keeps the two equal).
+CHANNEL_NAME: Final = "^[a-z][a-z0-9_-]{0,31}$"
 
 DAY_MS: Final = 86_400_000
 #: A UTF-8 byte-order mark. Editors and spreadsheet exports put one at the start of a
@@ -130,11 +144,15 @@ class EventDecoder:
         earliest_ms: int = 631_152_000_000,  # 1990-01-01T00:00:00Z
         max_message_bytes: int = 1_048_576,
         max_delivery_offset_ms: int = MAX_DELIVERY_OFFSET_MS,
+        channels: tuple[str, ...] = DEFAULT_CHANNELS,
     ) -> None:
         self.max_future_skew_ms = max_future_skew_ms
         self.earliest_ms = earliest_ms
         self.max_message_bytes = max_message_bytes
         self.max_delivery_offset_ms = max_delivery_offset_ms
+        #: The configured contact channels (DetectorConfig.channels): a consent event names one or `all`.
+        self.channels = tuple(channels)
+        self._consent_channels = frozenset((*self.channels, ALL_CHANNELS))
         self._checks: dict[str, Check] = {
             t: compile_schema(load_schema(f), f) for t, f in EVENT_TYPES.items()
         }
@@ -174,7 +192,8 @@ class EventDecoder:
                 elif (fast := self._fast.get(type_)) is not None:
                     ts = fast(obj)
             if (ts is not None and ts >= self.earliest_ms and (now_ms is None or ts <= now_ms + self.max_future_skew_ms)
-                    and (type_ != "delivery" or self._delivery_times_near(obj, ts))):
+                    and (type_ != "delivery" or self._delivery_times_near(obj, ts))
+                    and (type_ != "consent" or obj["channel"] in self._consent_channels)):
                 return Event(obj["event_id"], str(type_), obj["customer_id"], ts, obj)
         if not isinstance(obj, dict):
             raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
@@ -200,6 +219,13 @@ class EventDecoder:
             why = self._implausible_time(obj, ts)
             if why is not None:
                 raise InvalidEvent("implausible_time", why, "semantic")
+        if type_ == "consent" and obj["channel"] not in self._consent_channels:
+            raise InvalidEvent(
+                "unknown_channel",
+                f"consent channel {obj['channel']!r} is not configured: expected one of "
+                f"{', '.join(self.channels)} or {ALL_CHANNELS} (detector setting `channels`)",
+                "semantic",
+            )
         return Event(obj["event_id"], str(type_), obj["customer_id"], ts, obj)
 
     def _delivery_times_near(self, obj: dict[str, Any], ts: int) -> bool:

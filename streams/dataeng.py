@@ -160,8 +160,9 @@ def _open_source(settings: Settings, args: argparse.Namespace) -> Any:
 def _replayer(settings: Settings, args: argparse.Namespace, cfg: Any = None, **kw: Any) -> Any:
     from streams.replay import Replayer
 
-    return Replayer(cfg or settings.detector, lateness_ms=args.lateness, from_ms=args.from_ms,
-                    until_ms=args.until, decoder=settings.event_decoder(), now_ms=args.now, **kw)
+    cfg = cfg or settings.detector
+    return Replayer(cfg, lateness_ms=args.lateness, from_ms=args.from_ms,
+                    until_ms=args.until, decoder=settings.event_decoder(cfg), now_ms=args.now, **kw)
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:

@@ -33,9 +33,9 @@ RETURN_GROUPS = ("treatment", "holdout")
 #: InvalidEvent reason codes (schemas/decode.py, streams/runtime.py); a test
 #: keeps this list in step with the code. An unlisted reason is still counted.
 DLQ_REASONS = ("too_large", "malformed_json", "not_an_object", "unknown_type", "schema", "future_time",
-               "ancient_time", "implausible_time", "empty", "key_mismatch", "event_id_conflict")
+               "ancient_time", "implausible_time", "unknown_channel", "empty", "key_mismatch", "event_id_conflict")
 #: Trigger kinds (detectors/, docs/triggers.md) whose `emitted` series start at 0;
-#: suppression reasons (holdout, opted_out, cooldown, episode_cap,
+#: suppression reasons (holdout, opted_out, no_consent, cooldown, episode_cap,
 #: return_exclusion) appear on first use. A test keeps this in step with detectors/.
 TRIGGER_KINDS = ("silence", "silence_retracted", "frequency_drop", "basket_value_drop",
                  "favourite_category_abandoned", "negative_rating", "delivery_failed", "delivery_late",

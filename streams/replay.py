@@ -119,7 +119,7 @@ class Replayer:
         self.cfg = cfg or DetectorConfig()
         # The plausibility bounds (Settings.event_decoder(): the worker's) and the time the
         # future bound counts from; None: events are not checked against a wall clock.
-        self._decoder = decoder or EventDecoder()
+        self._decoder = decoder or EventDecoder(channels=self.cfg.channels)
         self.now_ms = now_ms
         self.engine = Engine(self.cfg)
         self.version = self.cfg.version

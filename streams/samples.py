@@ -5,6 +5,9 @@ follow the categories of the silence windows: weekly grocery shoppers, monthly
 fashion buyers, occasional home buyers; some drift away, some are about to cross
 their at-risk window within the next minutes (so the demo shows silence firing
 live), deliveries are sometimes late or failed and then often rated badly.
+Most customers granted marketing consent before the history begins (win-backs
+need a grant), on the playbooks' channel mix; every tenth granted nothing, so
+the audit topic shows `no_consent` next to the win-backs.
 """
 
 from __future__ import annotations
@@ -15,6 +18,12 @@ from typing import Any
 
 from detectors.config import DAY_MS
 from detectors.envelope import iso_ms
+
+#: Marketing consent of customer i: GRANTS[i % len(GRANTS)] (channels granted, none: never asked).
+GRANTS: tuple[tuple[str, ...], ...] = (
+    ("all",), ("email", "viber"), ("email", "sms", "push"), ("all",), ("viber",),
+    ("email", "messenger"), ("all",), ("email", "sms"), ("push", "viber"), (),
+)
 
 PROFILES = (
     # category, mean gap days, share of customers, basket mean
@@ -80,8 +89,13 @@ class SampleGenerator:
         """Histories of every customer up to `end_ms`, sorted by event time."""
         rng = self.rng
         events: list[dict[str, Any]] = []
+        signed_up = iso_ms(end_ms - days * DAY_MS)
         for i, cid in enumerate(self.customers):
             cat, gap, _ = self.profile[cid]
+            # Ids of their own and no draw from `rng`: the rest of the history is what it was before.
+            events.extend({"event_id": f"consent-{cid}-{channel}", "type": "consent", "customer_id": cid,
+                           "occurred_at": signed_up, "channel": channel, "granted": True}
+                          for channel in GRANTS[i % len(GRANTS)])
             # Where this customer stands at end_ms: most are active, some drifted
             # away, and every tenth is about to cross the at-risk window live.
             fate = rng.random()

@@ -80,10 +80,12 @@ class Settings:
     log_format: str = "text"              # text | json
     detector: DetectorConfig = field(default_factory=DetectorConfig)
 
-    def event_decoder(self) -> EventDecoder:
-        """The decoder with this deployment's plausibility bounds (the worker's and replay's alike)."""
+    def event_decoder(self, detector: DetectorConfig | None = None) -> EventDecoder:
+        """The decoder with this deployment's plausibility bounds (the worker's and replay's alike)
+        and the contact channels of `detector` (default: this deployment's)."""
         return EventDecoder(max_future_skew_ms=self.max_future_skew_ms,
-                            max_delivery_offset_ms=self.max_delivery_offset_ms)
+                            max_delivery_offset_ms=self.max_delivery_offset_ms,
+                            channels=(detector or self.detector).channels)
 
     @property
     def broker_url(self) -> str:

@@ -39,10 +39,13 @@ from streams.state_store import decode_stored
 #: Short windows so "a day" of silence takes seconds. Every customer who keeps
 #: ordering does so at most ~1 s apart, far inside at_risk minus the allowed
 #: lateness, so only real silence can fire.
+#: Nobody here sends consent: win-backs go out unless opted out (marketing_consent_required off),
+#: so silence reaches the trigger topic, where the faults are looked for.
 SHORT_WINDOWS = {
     "CHURN_DETECTOR_SILENCE_WINDOWS": "grocery=6s/10s,fashion=6s/10s,home=6s/10s,other=6s/10s",
     "CHURN_DETECTOR_SILENCE_LOST": "14s",
     "CHURN_DETECTOR_ALLOWED_LATENESS": "2s",
+    "CHURN_DETECTOR_MARKETING_CONSENT_REQUIRED": "false",
 }
 LOST_MS = 14_000
 LATENESS_MS = 2_000

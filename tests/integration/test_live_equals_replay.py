@@ -5,7 +5,9 @@ exclusion), two paths: the real worker on the embedded broker (triggers and
 audit topics read by a plain client) and the offline replay core. Each
 customer's events live on one topic, so no decision depends on how the worker
 interleaves topics (cross-topic order is not defined live; consent, which
-always crosses topics, is covered by the scenario suite and the properties).
+always crosses topics, is covered by the scenario suite and the properties),
+except the marketing consent alice and erin grant a day before their first
+order (win-backs need one): days before any decision reads it.
 """
 
 from __future__ import annotations
@@ -47,7 +49,13 @@ def _log(base: int) -> list[dict[str, Any]]:
             e.update(promised_at=iso_ms(at - HOUR_MS), delivered_at=iso_ms(at - HOUR_MS + late_minutes * 60_000))
         return e
 
+    def grant(cid: str, day: float) -> dict[str, Any]:
+        i = next(n)
+        return {"event_id": f"{cid}-{i}", "type": "consent", "customer_id": cid,
+                "occurred_at": iso_ms(base + int(day * DAY_MS)), "channel": "all", "granted": True}
+
     events = [
+        grant("alice", -1), grant("erin", -1),                     # marketing consent: their win-backs go out
         order("alice", 0), order("alice", 9),                      # return, then return_exclusion
         order("grace", 0), order("grace", 20),                     # holdout: suppressed, return measured
         order("erin", 0, "other", 40), order("erin", 10, "other", 40), order("erin", 20, "other", 40),

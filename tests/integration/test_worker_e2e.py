@@ -80,7 +80,9 @@ def test_silence_fires_live_with_no_further_input(broker, topics, start_worker):
     windows = ",".join(f"{c}=3s/6s" for c in ("grocery", "fashion", "home", "other"))
     start_worker({"CHURN_DETECTOR_SILENCE_WINDOWS": windows, "CHURN_DETECTOR_SILENCE_LOST": "9s"})
     last_order = _now_ms()
-    produce_events(broker.bootstrap, topics, [_order("quiet-1", "q1", last_order)])
+    grant = {"event_id": "q0", "type": "consent", "customer_id": "quiet-1", "occurred_at": iso_ms(last_order - 1000),
+             "channel": "email", "granted": True}  # a win-back needs a grant of marketing consent
+    produce_events(broker.bootstrap, topics, [grant, _order("quiet-1", "q1", last_order)])
     # Nothing else is sent: only the clock can make these fire.
     msgs = consume(broker.bootstrap, topics.triggers, until=lambda m: len(m) >= 3, timeout=60)
     data = [orjson.loads(m.value)["data"] for m in msgs]
@@ -88,6 +90,7 @@ def test_silence_fires_live_with_no_further_input(broker, topics, start_worker):
                                                          ("silence", "lost")]
     assert [d["event_time"] for d in data] == [iso_ms(last_order + s * 1000) for s in (3, 6, 9)]
     assert all(d["customer_id"] == "quiet-1" for d in data)
+    assert all(d["channels"] == ["email"] for d in data)
 
 
 def test_duplicate_events_are_applied_once(broker, topics, start_worker):

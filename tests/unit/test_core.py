@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from detectors import CustomerState, DetectorConfig, Engine, PartitionCore
 from detectors.config import DAY_MS, HOUR_MS
 from detectors.envelope import encode, iso_ms, to_cloudevent
+from detectors.state import ENCODING_VERSION
 from schemas import EventDecoder
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -200,7 +201,7 @@ def test_states_of_before_content_digests_still_drop_redelivered_events():
     new = DEC.validate(ev("courier_rating", "c", T0 + HOUR_MS, rating=4, event_id="new"))
     assert engine.apply(old, new)[2] == "accepted"
     assert engine.apply(old, DEC.validate({**new.data, "rating": 5}))[2] == "conflict"  # recorded with content
-    assert CustomerState.decode(old.encode()).to_list()[0] == 5
+    assert CustomerState.decode(old.encode()).to_list()[0] == ENCODING_VERSION
 
 
 def test_events_older_than_the_partition_clock_are_applied_and_reported_late():
@@ -327,10 +328,33 @@ def test_a_version_1_state_is_upgraded_on_read():
     st = CustomerState.decode(orjson.dumps(v1))
     assert (st.partition, st.n_orders, st.amount_total, st.silence_stage) == (3, 3, 60.0, 1)
     assert st.n_days == 2  # two distinct order days among the kept orders
-    assert st.encode() == CustomerState.decode(st.encode()).encode()  # re-encoded as version 5, losslessly
-    assert CustomerState.decode(st.encode()).to_list()[0] == 5  # the current (packed) encoding
+    assert st.encode() == CustomerState.decode(st.encode()).encode()  # re-encoded as the current version, losslessly
+    assert CustomerState.decode(st.encode()).to_list()[0] == ENCODING_VERSION  # the current (packed) encoding
     with pytest.raises(ValueError, match="unsupported"):
         CustomerState.decode(orjson.dumps([99]))
+
+
+def test_consent_of_a_version_4_state_is_read_by_channel_name():
+    """Encodings 2-4 kept email, sms, push by position; three withdrawals at one instant were an `all`."""
+    from detectors.suppression import channels_at
+
+    core = PartitionCore(Engine(), {})
+    core.apply(DEC.validate(ev("order", "c", T0)))
+    v4 = core.store["c"].to_list()[:-1]  # without the service failures encoding 5 appends
+    v4[0], v4[19] = 4, [2, T0 + DAY_MS, 1 + 3 * 2, T0 + 2 * DAY_MS, 0, 0]  # email withdrawn, sms granted
+    st = CustomerState.from_list(v4)
+    assert st.consent == ["email", 2, T0 + DAY_MS, "sms", 1 + 3 * 2, T0 + 2 * DAY_MS]
+    assert CustomerState.decode(st.encode()) == st
+    cfg = DetectorConfig()
+    assert channels_at(cfg, st, T0 + 3 * DAY_MS, False) == ("sms", "push", "viber", "messenger")
+    v4[19] = [2 + 3 * 1, T0 + DAY_MS, 2, T0 + DAY_MS, 2, T0 + DAY_MS]  # `all` withdrawn
+    st = CustomerState.from_list(v4)
+    assert st.consent[-3:] == ["all", 2, T0 + DAY_MS]
+    assert channels_at(cfg, st, T0 + 3 * DAY_MS, False) == ()  # viber and messenger follow it
+    assert channels_at(cfg, st, T0, True) == ("email",)  # before it: e-mail had been granted
+    v4[19] = [1, T0 + DAY_MS, 1, T0 + DAY_MS, 1, T0 + DAY_MS]  # three grants: no grant is inferred
+    assert CustomerState.from_list(v4).consent == ["email", 1, T0 + DAY_MS, "sms", 1, T0 + DAY_MS,
+                                                   "push", 1, T0 + DAY_MS]
 
 
 def test_a_busy_customer_stays_within_the_state_budget():

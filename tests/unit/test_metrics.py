@@ -134,6 +134,23 @@ def test_an_implausible_delivery_time_is_dead_lettered_with_its_raw_bytes():
     assert rt.store.get("c-9") is None  # nothing of it reached the state
 
 
+def test_a_consent_event_for_a_channel_not_configured_is_dead_lettered():
+    rt, m, _ = make()
+    raw = orjson.dumps({"event_id": "k1", "type": "consent", "customer_id": "c-9", "occurred_at": iso_ms(T0),
+                        "channel": "fax", "granted": True})
+    [letter] = rt.on_input("customer-consent", 0, 3, b"c-9", raw)
+    assert (letter.topic, letter.value) == ("churn-dlq", raw)
+    headers = dict(letter.headers)
+    assert headers["dlq.error.class"] == b"unknown_channel"
+    assert headers["dlq.error.message"].startswith(b"consent channel 'fax' is not configured")
+    assert sample(m, "churn_dlq_messages_total", reason="unknown_channel") == 1
+    assert rt.store.get("c-9") is None
+    viber = orjson.dumps({"event_id": "k2", "type": "consent", "customer_id": "c-9", "occurred_at": iso_ms(T0),
+                          "channel": "viber", "granted": True})
+    assert rt.on_input("customer-consent", 0, 4, b"c-9", viber) == []
+    assert rt.store.get("c-9").consent == ["viber", 1, T0]
+
+
 def test_every_reason_the_code_can_raise_starts_at_zero():
     raised = set()
     for path in [p for d in ("schemas", "detectors", "streams") for p in ROOT.joinpath(d).glob("*.py")]:
@@ -191,7 +208,12 @@ def test_a_silence_after_a_failed_delivery_is_counted_as_service_by_the_worker()
     rt, m, clock = make(T0 + 7_200_000)  # the failure an hour ago
     failed = orjson.dumps({"event_id": "d1", "type": "delivery", "customer_id": "c-1",
                            "occurred_at": iso_ms(T0 + 3_600_000), "order_id": "o-e1", "status": "failed"})
-    for topic, partition, key, value in [("orders", 0, b"c-1", order("c-1", "e1", T0)),
+    def grant(cid: str) -> bytes:  # a win-back needs a marketing grant (detectors/suppression.py)
+        return orjson.dumps({"event_id": f"g-{cid}", "type": "consent", "customer_id": cid,
+                             "occurred_at": iso_ms(T0 - 1), "channel": "all", "granted": True})
+    for topic, partition, key, value in [("customer-consent", 0, b"c-1", grant("c-1")),
+                                         ("customer-consent", 1, b"c-2", grant("c-2")),
+                                         ("orders", 0, b"c-1", order("c-1", "e1", T0)),
                                          ("deliveries", 0, b"c-1", failed),
                                          ("orders", 1, b"c-2", order("c-2", "e2", T0))]:
         rt.on_input(topic, partition, 0, key, value)
@@ -254,6 +276,9 @@ def test_revoking_partitions_drops_their_watermark_series():
 def test_no_label_value_ever_carries_a_customer_or_event_id():
     rt, m, clock = make(T0)
     for i in range(20):
+        grant = orjson.dumps({"event_id": f"evt-g{i}", "type": "consent", "customer_id": f"cust-{i}",
+                              "occurred_at": iso_ms(T0), "channel": "all", "granted": True})
+        rt.on_input("customer-consent", i % 2, i, f"cust-{i}".encode(), grant)  # win-backs need a grant
         rt.on_input("orders", i % 2, i, f"cust-{i}".encode(), order(f"cust-{i}", f"evt-{i}", T0))
     rt.on_input("orders", 0, 99, b"cust-x", b"{broken")
     clock.now = T0 + 30 * DAY

@@ -3,7 +3,8 @@
 - determinism: the same log gives the same trigger bytes;
 - live == replay: clock ticks at arbitrary moments change nothing;
 - idempotence: every event delivered twice changes nothing;
-- no actionable trigger for a holdout customer or one without consent at the trigger's time;
+- no actionable trigger for a holdout customer or one without consent at the trigger's time (a grant for
+  marketing, no opt-out for service recovery);
 - no deadline in the past: after every sweep, every pending deadline lies after the clock, and an order
   never schedules a deadline before itself.
 """
@@ -21,6 +22,7 @@ from detectors.config import DAY_MS, HOUR_MS
 from detectors.envelope import encode, iso_ms, to_cloudevent
 from detectors.suppression import group_of
 from schemas import EventDecoder
+from schemas.decode import DEFAULT_CHANNELS
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DEC = EventDecoder()
@@ -31,6 +33,7 @@ CONFIGS = {
     "default": DetectorConfig(),
     "cadence": DetectorConfig(cadence=PAPER),
     "opt_in": DetectorConfig(consent_required=True, cadence=PAPER),
+    "marketing_unless_opted_out": DetectorConfig(marketing_consent_required=False),
 }
 
 step = st.tuples(
@@ -38,7 +41,7 @@ step = st.tuples(
     st.sampled_from(CUSTOMERS),
     st.integers(0, 120 * 24),            # hours after T0
     st.integers(1, 5),                   # rating / delivery status / amount factor
-    st.sampled_from(["grocery", "fashion", "home", "email", "sms", "all"]),
+    st.sampled_from(["grocery", "fashion", "home", "email", "sms", "viber", "all"]),
 )
 logs = st.lists(step, min_size=1, max_size=30)
 
@@ -58,7 +61,7 @@ def events(spec: list[tuple[str, str, int, int, str]], shuffle_within: int = 0) 
             if n == 5:
                 e.update(promised_at=iso_ms(at - 3 * HOUR_MS), delivered_at=iso_ms(at - HOUR_MS))
         else:
-            channel = opt if opt in ("email", "sms", "all") else "push"
+            channel = opt if opt in ("email", "sms", "viber", "all") else "push"
             e.update(channel=channel, granted=n >= 4)
         out.append(e)
     return out
@@ -138,8 +141,9 @@ def test_duplicated_delivery_changes_nothing(spec, cfg, gap):
 
 
 def consented_channels(evs: list[dict[str, Any]], customer_id: str, t: int, required: bool) -> set[str]:
-    """Oracle: channels allowed at `t` from the customer's consent events up to `t` (log is time-ordered)."""
-    state: dict[str, bool | None] = {"email": None, "sms": None, "push": None}
+    """Oracle: channels allowed at `t` from the customer's consent events up to `t` (log is time-ordered):
+    granted ones if a grant is `required`, else those not withdrawn."""
+    state: dict[str, bool | None] = dict.fromkeys(DEFAULT_CHANNELS)
     for e in evs:
         if e["type"] == "consent" and e["customer_id"] == customer_id and DEC.validate(e).ts <= t:
             for ch in state:
@@ -156,7 +160,9 @@ def test_no_actionable_trigger_for_holdout_or_customers_without_consent(spec, cf
     decisions = run(config, evs, [T0 + h * HOUR_MS for h in ticks], UNTIL, check_deadlines=True)
     consent_times = {(e["customer_id"], DEC.validate(e).ts) for e in evs if e["type"] == "consent"}
     for d in decisions:
-        allowed = consented_channels(evs, d.customer_id, d.time_ms, config.consent_required)
+        # marketing (every family but service recovery) needs a grant; everything does in an opt-in regime
+        grant = config.consent_required or (config.marketing_consent_required and d.family != "service_recovery")
+        allowed = consented_channels(evs, d.customer_id, d.time_ms, grant)
         # A consent change at the very instant of the trigger may be read before or after it (two
         # topics); at any other time the channels are exactly those consented at the trigger's time.
         if (d.customer_id, d.time_ms) not in consent_times:

@@ -10,6 +10,10 @@ service_failures) and a subset of the evidence.
 The list must match exactly: a missing or an extra trigger fails. So must
 `rejects`, the lines replay refuses (line number and reason; none when absent),
 judged against `now` (the present for the future-time bound; absent: none).
+
+Win-back and retention triggers need a grant of marketing consent, so the
+customers of scenarios about other rules grant `all` just before their first
+event (`<customer>-grant`); the consent scenarios say what they grant.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def test_every_signal_and_rule_has_a_scenario():
         "delivery_failed/now", "delivery_late/now", "delivery_late_repeated/now", "customer_returned/now",
         "silence_retracted/at_risk", "silence_retracted/dormant",
     }
-    assert reasons == {"emit", "holdout", "opted_out", "return_exclusion", "episode_cap", "cooldown"}
+    assert reasons == {"emit", "holdout", "opted_out", "no_consent", "return_exclusion", "episode_cap", "cooldown"}
 
 
 @pytest.mark.parametrize("name", NAMES)

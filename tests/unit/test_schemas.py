@@ -65,7 +65,9 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({**VALID[4], "rating": 2.5}, "fractional rating"),
     ({**VALID[4], "rating": True}, "boolean rating"),
     ({**VALID[5], "granted": "yes"}, "granted as string"),
-    ({**VALID[5], "channel": "fax"}, "unknown channel"),
+    ({**VALID[5], "channel": "E-Mail"}, "channel name with capitals"),
+    ({**VALID[5], "channel": ""}, "empty channel name"),
+    ({**VALID[5], "channel": "sms\u001b"}, "control character in channel"),
 ]
 
 
@@ -173,6 +175,33 @@ def test_the_delivery_time_bound_is_a_setting_of_the_decoder():
         EventDecoder(max_delivery_offset_ms=86_400_000).decode(orjson.dumps(doc))
     assert info.value.reason == "implausible_time"
     assert "at most 1 days" in str(info.value)
+
+
+def test_the_playbooks_channels_are_known_viber_and_messengers_included():
+    for channel in ("email", "sms", "push", "viber", "messenger", "all"):
+        ev = EventDecoder().decode(orjson.dumps({**VALID[5], "channel": channel}))
+        assert ev.data["channel"] == channel
+
+
+def test_a_consent_event_for_a_channel_not_configured_is_invalid_with_a_reason():
+    doc = {**VALID[5], "channel": "fax"}
+    assert _reference(doc)  # a channel name the schema accepts: which names are known is configuration
+    with pytest.raises(InvalidEvent) as info:
+        EventDecoder().decode(orjson.dumps(doc))
+    assert (info.value.reason, info.value.stage) == ("unknown_channel", "semantic")
+    assert str(info.value) == ("consent channel 'fax' is not configured: expected one of email, sms, push, "
+                               "viber, messenger or all (detector setting `channels`)")
+    dec = EventDecoder(channels=("email", "fax"))
+    assert dec.decode(orjson.dumps(doc)).data["channel"] == "fax"
+    with pytest.raises(InvalidEvent, match="'viber' is not configured"):
+        dec.decode(orjson.dumps({**doc, "channel": "viber"}))
+
+
+def test_the_channel_name_pattern_is_the_consent_schemas():
+    from schemas.decode import CHANNEL_NAME
+
+    assert load_schema("consent-v1.json")["properties"]["channel"]["pattern"] == CHANNEL_NAME
+    assert load_schema("trigger-v1.json")["properties"]["channels"]["items"]["pattern"] == CHANNEL_NAME
 
 
 def test_oversized_messages_are_rejected_before_parsing():
