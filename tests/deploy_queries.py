@@ -51,9 +51,33 @@ def panel_queries() -> list[tuple[str, str]]:
     return out
 
 
-def grafana_to_promql(expr: str, rate_interval: str, range_: str) -> str:
-    """Substitute the Grafana variables the dashboard uses, as Grafana would."""
-    return expr.replace("$__rate_interval", rate_interval).replace("$__range", range_)
+# How every alert's runbook_url is built: the external label `runbook_base_url`, or the
+# repository-relative page when Prometheus has no such label, then the alert's anchor.
+RUNBOOK_URL = "{{ with $externalLabels.runbook_base_url }}{{ . }}{{ else }}docs/operations.md{{ end }}#"
+
+# The matchers every dashboard query puts on every raw series it selects.
+DASHBOARD_MATCHERS = 'job="$job", instance=~"$instance"'
+
+
+def grafana_to_promql(expr: str, rate_interval: str, range_: str, job: str = "churn-signals",
+                      instance: str = ".*") -> str:
+    """Substitute the Grafana variables the dashboard uses, as Grafana would.
+
+    `instance` is a regex: the dashboard's "All" value is `.*`.
+    """
+    return (expr.replace("$__rate_interval", rate_interval).replace("$__range", range_)
+            .replace("$job", job).replace("$instance", instance))
+
+
+def series_selected(expr: str) -> str:
+    """The expression whose series an alert needs: `absent(x)` needs `x` to exist, others themselves."""
+    m = re.fullmatch(r"\s*absent\((.*)\)\s*", expr, re.DOTALL)
+    return m.group(1) if m else with_bool(expr)
+
+
+def raw_selectors(expr: str) -> list[str]:
+    """Every raw metric selector of an expression with its braces: `churn_x{a="b"}` (or `churn_x` bare)."""
+    return re.findall(r"\b(?:(?:churn|faust)_[a-z0-9_]+|up)\b(?:\{[^{}]*\})?(?=\s*[\[)\s]|$)", expr)
 
 
 def with_bool(expr: str) -> str:

@@ -30,13 +30,16 @@ from tests.conftest import produce, produce_events, wait_for
 from tests.deploy_queries import (
     RULES,
     alerts,
+    dashboard,
     grafana_to_promql,
     metric_names,
     panel_queries,
     recordings,
+    series_selected,
     tool,
-    with_bool,
 )
+
+RUNBOOK_BASE = "https://runbooks.test/churn-signals/operations"
 
 SHORT_WINDOWS = {
     "CHURN_DETECTOR_SILENCE_WINDOWS": "grocery=3s/6s,fashion=3s/6s,home=3s/6s,other=3s/6s",
@@ -78,7 +81,8 @@ def prometheus(tmp_path: Path) -> Iterator[Any]:
     def start(worker_ports: list[int]) -> Prometheus:
         port = free_port()
         config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
+                       "external_labels": {"runbook_base_url": RUNBOOK_BASE}},
             "rule_files": [str(RULES)],
             "scrape_configs": [{"job_name": "churn-signals",
                                 "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in worker_ports]}]}],
@@ -171,9 +175,23 @@ def test_every_dashboard_query_and_alert_returns_series_from_a_real_worker(broke
         if not prom.query(promql):
             empty.append(f"panel {where}: {promql}")
     for rule in alerts():
-        if not prom.query(with_bool(rule["expr"])):
-            empty.append(f"alert {rule['alert']}: {with_bool(rule['expr'])}")
+        if not prom.query(series_selected(rule["expr"])):
+            empty.append(f"alert {rule['alert']}: {series_selected(rule['expr'])}")
     assert not empty, "queries with no series:\n" + "\n".join(empty)
+
+    # The dashboard's job and instance variables list this worker (Grafana's label_values(m, l)
+    # is the `l` label of the series `m` selects).
+    variables = {v["name"]: v["query"]["query"] for v in dashboard()["templating"]["list"] if v["type"] == "query"}
+    assert variables["job"] == "label_values(churn_worker_ready, job)"
+    assert {r["metric"]["job"] for r in prom.query("churn_worker_ready")} == {"churn-signals"}
+    instance_series = variables["instance"].removeprefix("label_values(").removesuffix(", instance)")
+    assert {r["metric"]["instance"] for r in prom.query(grafana_to_promql(instance_series, "1m", "10m"))} == \
+        {f"127.0.0.1:{worker.web_port}"}
+    # One worker chosen by name shows the same as "All" when it is the only one.
+    up_panel = panel_queries()[0][1]
+    assert prom.value(grafana_to_promql(up_panel, "1m", "10m")) == 1
+    assert prom.value(grafana_to_promql(up_panel, "1m", "10m", instance=f"127.0.0.1:{worker.web_port}")) == 1
+    assert prom.value(grafana_to_promql(up_panel, "1m", "10m", instance="elsewhere:6066")) is None
 
     # Every raw metric any deploy file names exists as a series, on its own.
     names = set().union(*(metric_names(e) for _, e in panel_queries()),
@@ -198,6 +216,9 @@ def test_every_dashboard_query_and_alert_returns_series_from_a_real_worker(broke
     wait_for(lambda: "ChurnDLQRatioHigh" in active(), timeout=30, what="the DLQ ratio alert to be pending")
     now_active = active()
     assert now_active["ChurnDLQRatioHigh"] == "pending"
+    # Its runbook link is built from the one configured base.
+    links = {a["labels"]["alertname"]: a["annotations"]["runbook_url"] for a in prom.api("alerts")["alerts"]}
+    assert links["ChurnDLQRatioHigh"] == f"{RUNBOOK_BASE}#churndlqratiohigh"
     # Nothing else is wrong with this worker. The trigger-rate baseline is only seconds
     # old here, so that alert may legitimately be pending; it cannot fire within 30m.
     assert set(now_active) <= {"ChurnDLQRatioHigh", "ChurnTriggerRateAnomalous"}, now_active

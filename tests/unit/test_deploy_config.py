@@ -18,15 +18,19 @@ import yaml
 from streams.metrics import Metrics
 from tests.deploy_queries import (
     DASHBOARD,
+    DASHBOARD_MATCHERS,
     DEPLOY,
     PROM_CONFIG,
     ROOT,
     RULE_TESTS,
     RULES,
+    RUNBOOK_URL,
     alerts,
     dashboard,
+    grafana_to_promql,
     metric_names,
     panel_queries,
+    raw_selectors,
     recordings,
     tool,
 )
@@ -80,26 +84,54 @@ def test_alerts_cover_the_required_failure_modes_with_summary_description_and_ru
         assert {"summary", "description", "runbook", "runbook_url"} <= set(ann), name
         assert len(ann["runbook"].split()) >= 20, f"{name}: the runbook is a paragraph, not a word"
         assert a["labels"]["severity"] in {"warning", "critical"}
-        anchor = ann["runbook_url"].split("#", 1)[1]
-        assert ann["runbook_url"].startswith("docs/operations.md#")
+        assert ann["runbook_url"].startswith(RUNBOOK_URL), f"{name}: runbook_url is not built from the one base"
+        anchor = ann["runbook_url"].removeprefix(RUNBOOK_URL)
         heading = re.search(rf"^#+ `?{name}`?\s*$", docs, re.MULTILINE)
         assert heading, f"docs/operations.md has no heading for {name}"
         assert anchor == name.lower()
 
 
-def test_dashboard_panels_use_the_provisioned_datasource_and_have_queries():
-    ds = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
-    uid = ds["datasources"][0]["uid"]
+def test_dashboard_panels_use_the_datasource_variable_and_have_queries():
+    # No hard-coded datasource uid: the dashboard imports into any Grafana and uses the
+    # Prometheus chosen in its `datasource` variable (the provisioned one by default).
     d = dashboard()
     assert d["uid"] == "churn-signals"
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
     panels = [p for p in d["panels"] if p["type"] != "row"]
     assert panels
     for p in panels:
-        assert p["datasource"]["uid"] == uid, p["title"]
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
         assert p["targets"], p["title"]
-        assert all(t["expr"].strip() for t in p["targets"]), p["title"]
+        for t in p["targets"]:
+            assert t["expr"].strip(), p["title"]
+            assert t["datasource"] == p["datasource"], p["title"]
+    for name in ("job", "instance"):
+        assert variables[name]["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
     ids = [p["id"] for p in d["panels"]]
     assert len(ids) == len(set(ids))
+    ds = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    assert ds["datasources"][0]["isDefault"] is True  # what the variable picks in the compose stack
+
+
+def test_every_dashboard_query_selects_the_chosen_job_and_instances():
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    assert "job=\"$job\"" in variables["instance"]["query"]["query"]
+    assert variables["instance"]["multi"]
+    assert variables["instance"]["includeAll"]
+    assert variables["instance"]["allValue"] == ".*"
+    unscoped = [(where, sel) for where, expr in panel_queries() for sel in raw_selectors(expr)
+                if DASHBOARD_MATCHERS not in sel]
+    assert not unscoped, unscoped
+    assert all(raw_selectors(expr) for _, expr in panel_queries())
+
+
+def test_grafana_substitution_of_the_job_and_instance_variables():
+    expr = 'sum(up{job="$job", instance=~"$instance"}[$__range])'
+    assert grafana_to_promql(expr, "1m", "10m") == 'sum(up{job="churn-signals", instance=~".*"}[10m])'
+    assert grafana_to_promql(expr, "1m", "1h", job="prod", instance="w1:6066|w2:6066") == \
+        'sum(up{job="prod", instance=~"w1:6066|w2:6066"}[1h])'
 
 
 def test_dashboard_shows_what_the_issue_asks_for():
