@@ -18,10 +18,10 @@ KAFKA_JARS := $(if $(filter embedded,$(BROKER)),,kafka-jars)
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP) $(CORE)  ## create .venv, install the project with its dev extra, compile the core
@@ -51,7 +51,7 @@ ops-check: system-deps  ## promtool checks and alert unit tests, docker-compose.
 	docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"
 
 lint: $(STAMP)  ## ruff and mypy (strict on detectors/ and schemas/)
-	$(VENV)/bin/ruff check detectors schemas streams tests bench scripts
+	$(VENV)/bin/ruff check detectors schemas streams tests bench scripts setup.py
 	$(VENV)/bin/mypy
 
 test: $(STAMP) $(CORE) system-deps lint $(KAFKA_JARS)  ## everything CI runs: lint, unit, integration and fault tests (BROKER=both)

@@ -33,8 +33,19 @@ def kind() -> str:
     return "compiled (mypyc)" if isinstance(loader, importlib.machinery.ExtensionFileLoader) else "pure Python"
 
 
+def in_checkout() -> bool:
+    """True when the core runs from a source checkout (editable install), where `make core` builds it.
+
+    An installed wheel (the production image) was compiled from the very sources
+    it ships, in one build; its file times are only the order pip unpacked it in.
+    """
+    return (ROOT / "pyproject.toml").is_file() and (ROOT / "scripts" / "build_core.py").is_file()
+
+
 def check_fresh() -> None:
     """Raise StaleCore when any core source changed after the compiled modules were built."""
+    if not in_checkout():
+        return
     for name in PACKAGES:
         pkg = ROOT / name
         built = _compiled(pkg)
