@@ -159,7 +159,7 @@ def charts(report: dict[str, Any], out_dir: str) -> tuple[list[str], str | None]
         ax.set_xlim(0, report["window_days"])
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left")
+        ax.legend(loc="lower right")
         fig.tight_layout()
         fig.savefig(os.path.join(out_dir, name), metadata={"Software": None})
         plt.close(fig)
