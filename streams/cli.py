@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
                     help="progress bar on stderr: auto = only on a terminal (default)")
 
-    # replay, shadow, diff, explain: the data-engineering commands (streams/dataeng.py)
+    # replay, shadow, diff, explain, report: the data-engineering commands (streams/dataeng.py)
     from streams import dataeng
 
     dataeng.add_commands(add, _parse_time)
@@ -140,7 +140,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_demo(settings, args.duration, args.customers, args.rate, args.show_history)
     if args.command == "produce":
         return _produce(settings, args.file, args.rate, args.progress)
-    if args.command in ("replay", "shadow", "diff", "explain"):
+    if args.command in ("replay", "shadow", "diff", "explain", "report"):
         from streams import dataeng
 
         return dataeng.run(settings, args)

@@ -1,8 +1,8 @@
-"""The data-engineering commands: replay, shadow, diff, explain (argument parsing and wiring).
+"""The data-engineering commands: replay, shadow, diff, explain, report (argument parsing and wiring).
 
 cli.py registers these through `add_commands` and hands the parsed arguments
-to `run`; the work itself lives in sources.py, replay.py, sinks.py, diff.py and
-explain.py. Exit codes: 0 clean, 1 something to look at (replay: lines were
+to `run`; the work itself lives in sources.py, replay.py, sinks.py, diff.py,
+explain.py and report.py. Exit codes: 0 clean, 1 something to look at (replay: lines were
 rejected; diff and shadow: the trigger sets differ, or one holds an id
 for two different triggers), 2 error.
 """
@@ -21,7 +21,7 @@ import orjson
 from schemas.errors import CommandError, ConfigError
 from streams.settings import Settings, load_settings
 
-COMMANDS = ("replay", "shadow", "diff", "explain")
+COMMANDS = ("replay", "shadow", "diff", "explain", "report")
 
 SOURCE_HELP = ("event log: a JSON Lines file (.gz accepted, - for stdin), a directory of them (merged in "
                "event-time order), or kafka:[TOPIC,...] for a topic range (default: the configured input topics)")
@@ -110,6 +110,23 @@ def add_commands(add: Callable[[str, str, str], argparse.ArgumentParser],
     _source_args(e, parse_time)
     e.add_argument("--json", action="store_true", help="print the timeline as JSON")
 
+    rp = add("report", "re-activation of contacted customers against the holdout: Markdown, JSON, charts",
+             "Measure what the triggers returned: per trigger kind, favourite category and chain step, contacted "
+             "customers and the holdout, their re-activation rate within --window after the first touch (orders "
+             "from the event log), the uplift with a 95%% confidence interval (Newcombe's hybrid score interval), "
+             "incremental returns, and revenue and retention of returned customers 30/60/90 days after the "
+             "return. The decisions come from --triggers FILE (replay --out, or the trigger and audit topics "
+             "read into a file), or the report replays SOURCE itself. Writes report.md, report.json and PNG "
+             "charts (with matplotlib) to --out-dir; the first line on stdout is the summary. Never reads the "
+             "clock: the end of the measurement is --until or the last event of the log.")
+    _source_args(rp, parse_time)
+    rp.add_argument("--triggers", metavar="FILE", help="trigger log (JSON Lines of trigger CloudEvents, emitted "
+                    "and suppressed); default: replay SOURCE")
+    rp.add_argument("--window", type=_lateness, default=30 * 86_400_000, metavar="DURATION",
+                    help="re-activation window after the first touch (default 30d)")
+    rp.add_argument("--out-dir", default="report", help="where report.md, report.json and the charts go "
+                    "(default ./report)")
+
 
 def _diff_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the full diff as JSON")
@@ -118,8 +135,9 @@ def _diff_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    if getattr(args, "now", False) is None:
+    if getattr(args, "now", False) is None and args.command != "report":
         # Read once: shadow's two sides must judge the same events as being in the future.
+        # (The report never reads the clock: without --now it bounds no event by it.)
         args.now = time.time_ns() // 1_000_000
     try:
         return _run(settings, args)
@@ -140,6 +158,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return _shadow(settings, args)
     if args.command == "explain":
         return _explain(settings, args)
+    if args.command == "report":
+        return _report(settings, args)
     raise CommandError(f"unknown command {args.command}")  # pragma: no cover - argparse rejects it
 
 
@@ -294,3 +314,53 @@ def _explain(settings: Settings, args: argparse.Namespace) -> int:
         print(printable(f"no event of customer {args.customer} in {args.source}"), file=sys.stderr)
         return 1
     return 0
+
+
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import report_out
+    from streams.report import Orders, Touches, build_report, record_orders
+    from streams.sources import Reject
+
+    if args.window <= 0:
+        raise CommandError("--window must be longer than 0")
+    source = _open_source(settings, args)
+    orders, touches = Orders(), Touches()
+    rejected = 0
+
+    def keep(ce: dict[str, Any], _d: Any = None) -> None:
+        try:
+            touches.add(ce, args.from_ms)
+        except ValueError as exc:
+            raise CommandError(f"{args.triggers}: {exc}") from None
+
+    if args.triggers:
+        from streams.diff import load_triggers
+
+        log = load_triggers(args.triggers)
+        for ce in log.by_id.values():
+            keep(ce)
+        for item in source.items(settings.event_decoder(), args.now):
+            if isinstance(item, Reject):
+                rejected += 1
+            else:
+                orders.add(item)
+        if log.conflicts:
+            print(f"{args.triggers}: {len(log.conflicts)} ids stand for two different triggers; the first of "
+                  "each counts (diff shows them)", file=sys.stderr)
+    else:
+        replayer = _replayer(settings, args, on_trigger=keep)
+        rejected = replayer.run(record_orders(orders, source.items(replayer.decoder(), args.now))).rejected
+    orders.finish(args.until)
+    if not orders.last_event:
+        raise CommandError(f"no valid event in {args.source}")
+    end = args.until if args.until is not None else orders.last_event
+    report = build_report(touches, orders, args.window, end, args.source, args.triggers)
+    paths = report_out.write(report, args.out_dir)
+    print(report_out.summary_line(report["headline"]))
+    print("wrote " + ", ".join(paths))
+    if report["charts_note"]:
+        print(report["charts_note"], file=sys.stderr)
+    if rejected:
+        print(f"{rejected} lines of the log were rejected (replay --rejects FILE lists them all)", file=sys.stderr)
+    return 0
+

@@ -23,7 +23,8 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> s
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("command", ["worker", "broker", "demo", "produce", "replay", "shadow", "diff", "explain"])
+@pytest.mark.parametrize("command", ["worker", "broker", "demo", "produce", "replay", "shadow", "diff", "explain",
+                                     "report"])
 def test_every_command_has_help(command):
     r = cli(command, "--help")
     assert r.returncode == 0
