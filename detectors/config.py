@@ -43,7 +43,11 @@ __all__ = ["DAY_MS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig", "format_du
 #: the failures (`after_delivery_failed`, ...); consent by family (win_back and retention need a
 #: grant, service recovery goes out unless opted out; suppression reason no_consent) and
 #: configurable channels (viber, messenger by default). Ids are unchanged.
-DETECTOR_VERSION: Final = "2.2.0"
+#: 2.3.0: one contact per service incident (later facts of the order suppressed `same_incident`), a
+#: cap on contacts per customer (`contact_cap`), severity raised one step for valuable customers
+#: (reason code `high_value_customer`) and a valuable customer's silence labelled
+#: `sleeping_valuable` from at_risk on. Ids are unchanged.
+DETECTOR_VERSION: Final = "2.3.0"
 
 #: Category silence windows (at_risk, dormant), the playbooks' "silence windows".
 DEFAULT_WINDOWS: Final[dict[str, tuple[int, int]]] = {
@@ -75,6 +79,8 @@ COOLDOWN_KINDS: Final = (
 MAX_BASKET_RECENT: Final = 5
 MAX_LATE_REPEAT: Final = 5
 MAX_WINBACK_EPISODES: Final = 5
+MAX_CONTACT_CAP: Final = 5
+MAX_VALUE_STEPS: Final = 2
 #: Contact channels at most (a customer's consent record holds one entry per channel).
 MAX_CHANNELS: Final = 16
 _CHANNEL_NAME: Final = re.compile(CHANNEL_NAME)
@@ -154,6 +160,18 @@ class DetectorConfig:
     winback_period_ms: int = 365 * DAY_MS
     #: No win-back trigger this long after the customer returned.
     return_exclusion_ms: int = 90 * DAY_MS
+    #: Service-recovery triggers of one order within this long of the one that went out are one
+    #: incident, one contact: the later ones are suppressed `same_incident` (0: off).
+    incident_window_ms: int = 7 * DAY_MS
+    #: At most this many contacts per customer within `contact_cap_period` ("do not pester": 2-3
+    #: touches per window, not 5 letters a week); marketing past it is suppressed `contact_cap`,
+    #: service recovery goes out and counts (0: no cap). detectors/suppression.py says which count.
+    contact_cap: int = 3
+    contact_cap_period_ms: int = 7 * DAY_MS
+    # -- value ---------------------------------------------------------------------
+    #: Steps (low -> medium -> high) a contact's severity rises for a valuable customer, one whose
+    #: RFM frequency or monetary score is the top one ("sleeping valuable": win back first) (0: off).
+    value_severity_steps: int = 1
     # -- clock ---------------------------------------------------------------------
     #: Deadlines fire only once the clock is this far past them, so events that
     #: arrive slightly out of order can still cancel a silence.
@@ -216,7 +234,7 @@ class DetectorConfig:
 #: Fields set from a `fit` output (--params), not from the settings file or env.
 _NOT_SETTINGS: Final = frozenset({"cadence", "rfm"})
 #: Durations for which 0 is meaningful (off).
-_ZERO_OK: Final = frozenset({"allowed_lateness_ms", "silence_cause_lookback_ms"})
+_ZERO_OK: Final = frozenset({"allowed_lateness_ms", "silence_cause_lookback_ms", "incident_window_ms"})
 _KINDS: Final[dict[type, type]] = {int: int, float: float, bool: bool, str: str}
 
 
@@ -266,6 +284,8 @@ def _validate(c: DetectorConfig) -> None:
         ("favourite_min_orders", c.favourite_min_orders, 1, 1000),
         ("late_repeat_count", c.late_repeat_count, 2, MAX_LATE_REPEAT),
         ("winback_max_episodes", c.winback_max_episodes, 1, MAX_WINBACK_EPISODES),
+        ("contact_cap", c.contact_cap, 0, MAX_CONTACT_CAP),
+        ("value_severity_steps", c.value_severity_steps, 0, MAX_VALUE_STEPS),
     )
     for name, value, lo, hi in bounded:
         if not lo <= value <= hi:

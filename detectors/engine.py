@@ -28,7 +28,7 @@ from typing import Final
 from detectors import basket, cause, delivery, favourite, frequency, rating, returns, rfm, silence, suppression
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.deadlines import NEVER
-from detectors.decision import Decision
+from detectors.decision import MEASUREMENT, Decision
 from detectors.state import (
     DIGEST,
     ENTRY,
@@ -56,6 +56,8 @@ CONFLICT: Final = "conflict"
 #: `next_at` not known to the caller: the engine works it out from the state.
 UNKNOWN: Final = -1
 
+#: Severities of contacts, lowest first (`info` is for measurement events only).
+_SEVERITIES: Final = ("low", "medium", "high")
 #: Bound once: a compiled module reads `module.function` from the module's dict on every call.
 _insort: Final = bisect.insort
 
@@ -151,11 +153,14 @@ class Engine:
         cfg = self.cfg
         for d in decisions:
             if st.n_orders:
-                d.rfm_segment = rfm.segment(
-                    cfg.rfm, max(0, d.time_ms - st.last_order) / DAY_MS, max(0, st.n_days - 1),
-                    st.amount_total / st.n_orders,
-                )
+                repeat, value = max(0, st.n_days - 1), st.amount_total / st.n_orders
+                d.rfm_segment = rfm.segment(cfg.rfm, max(0, d.time_ms - st.last_order) / DAY_MS, repeat, value)
+                if rfm.valuable(cfg.rfm, repeat, value):
+                    _valuable(cfg, d)
             suppression.decide(cfg, st, d)
+        if decisions and (st.contacts or st.incidents):
+            floor = min(d.time_ms for d in decisions)
+            suppression.forget(cfg, st, min(floor, self._due_ms(st)))
         return decisions
 
     def _apply_order(self, st: CustomerState, ev: Event) -> None:
@@ -192,6 +197,18 @@ class Engine:
         frequency.on_order(self.cfg, st, ts)
         rating.on_order(st, ts, self.cfg)
         cause.on_order(self.cfg, st)
+
+
+def _valuable(cfg: DetectorConfig, d: Decision) -> None:
+    """A valuable customer's decision (rfm.valuable): a silence is `sleeping_valuable` from at_risk on,
+    and a contact rises `value_severity_steps` in severity (up to high), saying why (`high_value_customer`)."""
+    if d.kind == "silence":
+        d.rfm_segment = "sleeping_valuable"
+    steps = cfg.value_severity_steps
+    if steps and d.family != MEASUREMENT:
+        # `high` stays `high`, and says why all the same (a CRM may route valuable customers apart)
+        d.severity = _SEVERITIES[min(len(_SEVERITIES) - 1, _SEVERITIES.index(d.severity) + steps)]
+        d.reason_codes = (*d.reason_codes, "high_value_customer")
 
 
 def conflict_error(ev: Event) -> InvalidEvent:

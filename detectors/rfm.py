@@ -13,6 +13,13 @@ points; the scores map to a few named segments a CRM can route on:
     needs_attention     middling recency, low value
     hibernating         long silent, low value
 
+A customer is *valuable* when their frequency or monetary score is the top one
+(`valuable`): the playbooks' "sleeping valuable" (high F and M) come first in a
+win-back. A valuable customer's silence is labelled `sleeping_valuable` from its
+first stage (at_risk) on, whatever the recency score at that moment (a weekly
+shopper silent for a week still scores recent), and every contact about a
+valuable customer rises `value_severity_steps` in severity (engine.py).
+
 Cut points come from `churn-signals fit` (terciles of the calibration
 customers); the defaults below suit a delivery business with monthly-ish
 orders.
@@ -53,6 +60,11 @@ class RfmCuts:
 def _score(value: float, cuts: tuple[float, float], higher_is_better: bool = True) -> int:
     s = 1 + (value >= cuts[0]) + (value >= cuts[1])
     return s if higher_is_better else 4 - s
+
+
+def valuable(cuts: RfmCuts, repeat_orders: int, avg_order_value: float) -> bool:
+    """Top frequency or top monetary score: the customers a win-back goes to first."""
+    return repeat_orders >= cuts.frequency[1] or avg_order_value >= cuts.monetary[1]
 
 
 def segment(cuts: RfmCuts, recency_days: float, repeat_orders: int, avg_order_value: float) -> str:

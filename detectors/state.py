@@ -5,7 +5,8 @@ millions of customers fit a handful of workers. Only numbers and short strings;
 bounded lists (the last `RECENT` order times, the last `SEEN` event digests,
 at most `MAX_CATEGORIES` categories, and lists sized by bounded settings: the
 latest basket amounts, late-delivery times, win-back episode starts, and the
-few recent service failures of detectors/cause.py). Empty optional parts
+few recent service failures of detectors/cause.py, the latest contacts and open service
+incidents of detectors/suppression.py). Empty optional parts
 (consent, cooldown slots) encode as an empty list.
 
 The encoding is lossless: a state decoded from the changelog behaves exactly
@@ -42,9 +43,13 @@ MAX_CATEGORIES: Final = 6
 #: consent kept per channel *name* (the channels are configurable), one entry per channel
 #: the customer's consent events named, plus `all`; the positional email, sms, push records
 #: of versions 2-4 still read (upgrade_consent).
-ENCODING_VERSION: Final = 5
-#: Values in the list of versions 2-4; version 5 appends one.
+#: 6: `contacts` (the latest emitted contacts, for the contact cap) and `incidents` (the open
+#: service incidents, one contact each), appended (detectors/suppression.py); a state of versions
+#: 1-5 reads with none: contacts and incidents before the upgrade are not known.
+ENCODING_VERSION: Final = 6
+#: Values in the list of versions 2-4; version 5 appends one, version 6 two more.
 _V4_VALUES: Final = 24
+_VALUES: Final = {2: _V4_VALUES, 3: _V4_VALUES, 4: _V4_VALUES, 5: _V4_VALUES + 1, 6: _V4_VALUES + 3}
 
 #: A consent value: never said, granted, withdrawn (CustomerState.consent).
 CONSENT_UNKNOWN: Final = 0
@@ -148,6 +153,7 @@ class CustomerState:
         "basket_fired",
         "cats",
         "consent",
+        "contacts",
         "failures",
         "fav",
         "fav_fired",
@@ -157,6 +163,7 @@ class CustomerState:
         "fu_last",
         "hold",
         "hold_salt",
+        "incidents",
         "last_emit",
         "last_event",
         "last_order",
@@ -220,6 +227,10 @@ class CustomerState:
         self.wb_ep = 0               # silence episode (its last order ms) of the latest emitted win-back chain
         self.wb: list[int] = []      # start times of the latest emitted win-back chains
         self.last_emit: list[int] = []  # [] or per COOLDOWN_KINDS: epoch ms of the latest emitted trigger
+        # the latest emitted contacts, ascending: time ms << 1 | 1 for a time-driven one (contact cap)
+        self.contacts: list[int] = []
+        # open service incidents: [order_digest of its order, ms its contact went out, suppression.INCIDENT_KINDS index]
+        self.incidents: list[list[Any]] = []
 
     def favourite_category(self) -> str | None:
         """Category with most orders; ties go to the most recently ordered one."""
@@ -241,7 +252,7 @@ class CustomerState:
             self.amount_total, self.recent, cats, self.silence_stage, self.freq_fired,
             self.seen, self.last_event, self.n_days, self.amounts, self.basket_fired, self.fav_fired,
             self.fu, self.fu_last, self.late, self.consent, self.returned_at, self.wb_ep, self.wb,
-            self.last_emit, self.failures,
+            self.last_emit, self.failures, self.contacts, self.incidents,
         ]
 
     def encode(self) -> bytes:
@@ -251,9 +262,9 @@ class CustomerState:
     def from_list(cls, v: list[Any]) -> CustomerState:
         if v and v[0] == 1:
             return cls._from_v1(v)
-        if not v or v[0] not in (2, 3, 4, ENCODING_VERSION):  # 2, 3 and 4 share the list layout; 5 adds to it
+        if not v or v[0] not in _VALUES:  # 2, 3 and 4 share the list layout; 5 and 6 add to it
             raise ValueError(f"unsupported customer state encoding {v[:1]!r}")
-        if len(v) != (_V4_VALUES + 1 if v[0] == ENCODING_VERSION else _V4_VALUES):
+        if len(v) != _VALUES[v[0]]:
             raise ValueError(f"customer state encoding {v[0]} with {len(v)} values")
         st = cls()
         (version, st.partition, st.first_order, st.last_order, st.n_orders, st.amount_total,
@@ -262,7 +273,9 @@ class CustomerState:
          st.wb, st.last_emit, *rest) = v
         if rest:
             st.failures = rest[0]
-        st.consent = consent if version == ENCODING_VERSION else upgrade_consent(consent)
+            if len(rest) > 1:
+                st.contacts, st.incidents = rest[1], rest[2]
+        st.consent = consent if version >= 5 else upgrade_consent(consent)
         st.seen = seen if type(seen) is bytes else _digests(seen)
         st.amount_total = float(st.amount_total)
         st.amounts = [float(a) for a in amounts]
@@ -315,6 +328,7 @@ class CustomerState:
         c.late, c.consent, c.returned_at = self.late[:], self.consent[:], self.returned_at
         c.failures = [f[:] for f in self.failures]
         c.wb_ep, c.wb, c.last_emit = self.wb_ep, self.wb[:], self.last_emit[:]
+        c.contacts, c.incidents = self.contacts[:], [i[:] for i in self.incidents]
         return c
 
     __hash__ = None  # type: ignore[assignment]  # mutable record: equal by value, not hashable

@@ -13,11 +13,49 @@ names the reason (the decision then goes to the audit topic with it):
     return_exclusion   win-back within `return_exclusion` (90 d) of a return
     episode_cap        a new win-back chain while `winback_max_episodes` (2)
                        chains already started within `winback_period` (365 d)
+    same_incident      a service-recovery trigger (`now`) of an order whose incident
+                       already had its contact within `incident_window` (7 d)
     cooldown           same kind emitted within its cooldown (chain openers only:
                        a follow-up or later stage belongs to an allowed chain)
+    contact_cap        a marketing contact (win_back, retention) when `contact_cap` (3)
+                       contacts already went out within `contact_cap_period` (7 d)
 
 Measurement events (returns, corrections) are never suppressed. Only emitted
 decisions count towards cooldowns and caps.
+
+One incident, one contact. A late delivery, a 1-star rating of that order and a
+failed redelivery are one incident: the first of them that goes out is its contact,
+the later ones go to the audit topic as `same_incident` with the incident in their
+evidence (`incident_kind`, `incident_opened_ms`). Not an update of the trigger sent:
+it went out when decided (there is no "not gone out yet" in a stream, and holding
+every apology back for the window would delay all of them to merge a few), and a
+`severity_raised` message would be a second message about one incident, the
+apology the rule removes. The incident's follow-up check ("control contact after
+72 hours") is not merged: it is the incident's second touch. Only service-recovery
+`now` triggers are merged, and they are all caused by deliveries and ratings, applied
+in one order live and in replay, so the rule is deterministic. At most
+MAX_INCIDENTS incidents are kept (the oldest dropped first).
+
+The contact cap. Every emitted trigger but measurement is a contact and counts.
+Service recovery is never held back by the cap (the playbooks fix the problem
+first: "first remove the problem, then make an offer"; an owed apology does not
+wait for a marketing quota) but its contacts count, so a customer who got two
+apologies this week gets one marketing message at most. What a decision counts
+must not depend on when the clock ticked, since a time-driven trigger (a silence
+stage, a frequency drop, a follow-up) may fire before or after an event of a
+later time, depending on the clock:
+
+    time-driven, at deadline t    event-caused contacts before t, time-driven ones
+                                  at or before t (these fire in deadline order)
+    caused by an order at t       every contact at or before t: the customer's
+                                  deadlines up to t less the lateness fired before
+                                  the order, and none after that can have
+
+Marketing caused by a delivery or a rating would see neither rule hold; there is
+none (service recovery is exempt). The latest MAX_CONTACTS contacts are kept: a
+count is exact while at most MAX_CONTACTS - contact_cap contacts later than the
+decision were recorded before it (contacts of events read ahead of the clock), and
+none that no later decision can count is kept (`forget`).
 
 Consent, as the playbooks ask ("communications must rest on the customer's
 consent"; "if the customer unsubscribed from a channel, respect the choice and
@@ -49,10 +87,12 @@ Must never: read the clock.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import zlib
 from typing import Any, Final
 
-from detectors.config import COOLDOWN_KINDS, DetectorConfig
+from detectors.config import COOLDOWN_KINDS, MAX_CONTACT_CAP, DetectorConfig
 from detectors.decision import MEASUREMENT, SERVICE_RECOVERY, Decision
 from detectors.state import CONSENT_GRANTED, CONSENT_UNKNOWN, CONSENT_WITHDRAWN, CustomerState
 from schemas import Event
@@ -61,6 +101,13 @@ from schemas.decode import ALL_CHANNELS
 HOLDOUT: Final = "holdout"
 TREATMENT: Final = "treatment"
 _COOLDOWN_SLOT: Final = {k: i for i, k in enumerate(COOLDOWN_KINDS)}
+#: Kinds that can open a service incident, by the code the state keeps (CustomerState.incidents).
+INCIDENT_KINDS: Final = ("negative_rating", "delivery_failed", "delivery_late", "delivery_late_repeated")
+_INCIDENT_CODE: Final = {k: i for i, k in enumerate(INCIDENT_KINDS)}
+#: Open incidents kept per customer (distinct orders with a service failure within the window).
+MAX_INCIDENTS: Final = 4
+#: Contacts kept per customer: the cap's count, and room for contacts recorded ahead of the clock.
+MAX_CONTACTS: Final = MAX_CONTACT_CAP + 3
 
 
 def holdout_value(salt: str, customer_id: str) -> float:
@@ -178,6 +225,9 @@ def _reason(cfg: DetectorConfig, st: CustomerState, d: Decision) -> str | None:
         started = sum(1 for s in st.wb if s > t - cfg.winback_period_ms)
         if started >= cfg.winback_max_episodes:
             return "episode_cap"
+    incident = d.family == SERVICE_RECOVERY and d.stage == "now" and cfg.incident_window_ms > 0
+    if incident and _same_incident(cfg, st, d):
+        return "same_incident"
     slot = _COOLDOWN_SLOT.get(d.kind)
     opener = _opens_chain(st, d)
     cooldown = cfg.cooldowns.get(d.kind, 0)
@@ -185,7 +235,44 @@ def _reason(cfg: DetectorConfig, st: CustomerState, d: Decision) -> str | None:
         last = st.last_emit[slot]
         if last and t < last + cooldown:
             return "cooldown"
+    if cfg.contact_cap and d.family != SERVICE_RECOVERY and _contacts_before(cfg, st, d) >= cfg.contact_cap:
+        return "contact_cap"
     return None
+
+
+def _same_incident(cfg: DetectorConfig, st: CustomerState, d: Decision) -> bool:
+    """Whether `d`'s order has an incident whose contact went out within the window; if so, say which."""
+    order = order_digest(d.episode)
+    for digest, opened, code in st.incidents:
+        if digest == order and abs(d.time_ms - opened) < cfg.incident_window_ms:
+            d.evidence["incident_kind"] = INCIDENT_KINDS[code]
+            d.evidence["incident_opened_ms"] = opened
+            return True
+    return False
+
+
+def order_digest(order_id: str) -> int:
+    """CRC-32 of an order id: what an incident keeps of its order (5 bytes where the id took ~13;
+    two orders of one customer share one once in 2**32, and their incidents then merge)."""
+    return zlib.crc32(order_id.encode())
+
+
+def _timed(d: Decision) -> bool:
+    """Time-driven: fired by the clock at a deadline, not caused by an input event."""
+    return d.caused_by is None
+
+
+def _contacts_before(cfg: DetectorConfig, st: CustomerState, d: Decision) -> int:
+    """The contacts within the cap period that `d` sees in every order of processing (see above)."""
+    t = d.time_ms
+    since = t - cfg.contact_cap_period_ms
+    timed = _timed(d)
+    n = 0
+    for c in st.contacts:
+        at = c >> 1
+        if since < at < t or (at == t and (c & 1 or not timed)):
+            n += 1
+    return n
 
 
 def _opens_chain(st: CustomerState, d: Decision) -> bool:
@@ -214,3 +301,33 @@ def _record(cfg: DetectorConfig, st: CustomerState, d: Decision) -> None:
         st.wb_ep = _episode_ms(d)
         st.wb.append(d.time_ms)
         del st.wb[: max(0, len(st.wb) - cfg.winback_max_episodes)]
+    t = d.time_ms
+    code = _INCIDENT_CODE.get(d.kind)
+    if code is not None and d.stage == "now" and cfg.incident_window_ms > 0:
+        incidents = st.incidents  # a new one: an emitted `now` never belongs to an open incident
+        incidents.append([order_digest(d.episode), t, code])
+        del incidents[: max(0, len(incidents) - MAX_INCIDENTS)]
+    contacts = st.contacts
+    entry = t << 1 | (1 if _timed(d) else 0)
+    if not contacts or entry >= contacts[-1]:
+        contacts.append(entry)
+    else:
+        bisect.insort(contacts, entry)
+    if len(contacts) > MAX_CONTACTS:
+        del contacts[0]
+
+
+def forget(cfg: DetectorConfig, st: CustomerState, floor: int) -> None:
+    """Drop the contacts and incidents no later decision can count, given that none comes before `floor`.
+
+    The engine passes the earliest of the decisions just made and the customer's next deadline:
+    a later decision is caused by an event read later (at or after it, unless late) or fires at a
+    deadline (none is pending before it, and an event schedules none before itself). So this
+    changes no decision; it keeps the state small.
+    """
+    keep = floor - cfg.contact_cap_period_ms
+    if st.contacts and st.contacts[0] >> 1 <= keep:
+        st.contacts = [c for c in st.contacts if c >> 1 > keep]
+    since = floor - cfg.incident_window_ms
+    if st.incidents and st.incidents[0][1] <= since:
+        st.incidents = [i for i in st.incidents if i[1] > since]

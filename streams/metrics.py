@@ -35,7 +35,7 @@ RETURN_GROUPS = ("treatment", "holdout")
 DLQ_REASONS = ("too_large", "malformed_json", "not_an_object", "unknown_type", "schema", "future_time",
                "ancient_time", "implausible_time", "unknown_channel", "empty", "key_mismatch", "event_id_conflict")
 #: Trigger kinds (detectors/, docs/triggers.md) whose `emitted` series start at 0;
-#: suppression reasons (holdout, opted_out, no_consent, cooldown, episode_cap,
+#: suppression reasons (holdout, opted_out, no_consent, same_incident, cooldown, contact_cap, episode_cap,
 #: return_exclusion) appear on first use. A test keeps this in step with detectors/.
 TRIGGER_KINDS = ("silence", "silence_retracted", "frequency_drop", "basket_value_drop",
                  "favourite_category_abandoned", "negative_rating", "delivery_failed", "delivery_late",

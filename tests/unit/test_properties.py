@@ -34,6 +34,11 @@ CONFIGS = {
     "cadence": DetectorConfig(cadence=PAPER),
     "opt_in": DetectorConfig(consent_required=True, cadence=PAPER),
     "marketing_unless_opted_out": DetectorConfig(marketing_consent_required=False),
+    # the contact cap counts across kinds, time-driven and event-caused: reached often here, so
+    # a count that depended on when the clock ticked would show (suppression.py says which count)
+    "tight_cap": DetectorConfig(contact_cap=1, contact_cap_period_ms=30 * DAY_MS),
+    "tight_cap_late": DetectorConfig(contact_cap=2, contact_cap_period_ms=30 * DAY_MS,
+                                     allowed_lateness_ms=6 * HOUR_MS, cadence=PAPER),
 }
 
 step = st.tuples(

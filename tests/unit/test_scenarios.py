@@ -68,7 +68,8 @@ def test_every_signal_and_rule_has_a_scenario():
         "delivery_failed/now", "delivery_late/now", "delivery_late_repeated/now", "customer_returned/now",
         "silence_retracted/at_risk", "silence_retracted/dormant",
     }
-    assert reasons == {"emit", "holdout", "opted_out", "no_consent", "return_exclusion", "episode_cap", "cooldown"}
+    assert reasons == {"emit", "holdout", "opted_out", "no_consent", "return_exclusion", "episode_cap", "cooldown",
+                       "same_incident", "contact_cap"}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -49,7 +49,9 @@ def test_packed_states_of_a_replay_round_trip_and_fit_the_budget():
         assert _same(unpack(raw), state.to_list())
         assert raw[:1] != b"["  # never mistaken for the JSON encoding
         sizes.append(len(raw))
-    assert statistics.fmean(sizes) <= 300
+    # 300 until encoding 6 (297 measured); its contacts and open incidents (contact cap, one contact per
+    # incident) add ~10 on this sample, after `suppression.forget` drops what no decision can count
+    assert statistics.fmean(sizes) <= 310
 
 
 @pytest.mark.parametrize("bad", [b"\x61", b"\x61\x90", b"\x62\x01", b"\x61\x01\x00", b"\x61\x83\x00"])

@@ -63,7 +63,9 @@ def test_two_failed_deliveries_of_one_order_two_days_apart_get_two_ids():
     evs = [ev("delivery", "peggy", T0, "d1", order_id="p1", status="failed"),
            ev("delivery", "peggy", T0 + 2 * DAY_MS, "d2", order_id="p1", status="failed")]
     failed = [d for d in replay(CONFIGS["default"], evs) if d.kind == "delivery_failed"]
-    assert [(d.episode, d.caused_by, d.suppressed) for d in failed] == [("p1", "d1", None), ("p1", "d2", None)]
+    # one incident, one contact: the redelivery's failure goes to the audit topic, with its own id
+    assert [(d.episode, d.caused_by, d.suppressed) for d in failed] == [("p1", "d1", None),
+                                                                        ("p1", "d2", "same_incident")]
     assert len(set(ids(failed))) == 2
 
 
@@ -77,7 +79,7 @@ def test_a_re_rated_order_gets_distinct_rating_and_follow_up_ids():
                     key=lambda d: d.time_ms)
     assert [(d.stage, d.episode, d.time_ms, d.suppressed) for d in rating] == [
         ("now", "o1", T0 + DAY_MS, None), ("follow_up", "o1", T0 + 4 * DAY_MS, None),
-        ("now", "o1", T0 + 5 * DAY_MS, "cooldown"),  # suppressed: on the audit topic, with its own id
+        ("now", "o1", T0 + 5 * DAY_MS, "same_incident"),  # suppressed: on the audit topic, with its own id
         ("follow_up", "o1", T0 + 8 * DAY_MS, None)]
     assert len(set(ids(rating))) == 4
 

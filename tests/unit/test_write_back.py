@@ -58,8 +58,9 @@ def test_copies_share_no_mutable_part_with_the_original():
     st = CustomerState()
     for name in FIELDS:  # every container field filled, so every one is checked
         value = getattr(st, name)
-        if isinstance(value, list):  # the shapes the core stores: follow-ups and failures are lists
-            value.extend([[1, "x"]] if name == "fu" else [[1, 2, "x"]] if name == "failures" else [2, 3])
+        if isinstance(value, list):  # the shapes the core stores: follow-ups, failures, incidents are lists
+            value.extend([[1, "x"]] if name == "fu" else [[1, 2, "x"]] if name in ("failures", "incidents")
+                         else [2, 3])
         elif isinstance(value, dict):
             value["grocery"] = cat_entry(3, 4)  # categories: packed (orders, last) ints
     st.fav = "grocery"
