@@ -170,7 +170,7 @@ class DetectorConfig:
     contact_cap_period_ms: int = 7 * DAY_MS
     # -- value ---------------------------------------------------------------------
     #: Steps (low -> medium -> high) a contact's severity rises for a valuable customer, one whose
-    #: RFM frequency or monetary score is the top one ("sleeping valuable": win back first) (0: off).
+    #: RFM frequency and monetary scores are both the top one ("sleeping valuable": win back first) (0: off).
     value_severity_steps: int = 1
     # -- clock ---------------------------------------------------------------------
     #: Deadlines fire only once the clock is this far past them, so events that

@@ -9,12 +9,12 @@ points; the scores map to a few named segments a CRM can route on:
     loyal               recent and frequent
     promising           recent, not yet frequent
     at_risk             middling recency, was frequent or valuable
-    sleeping_valuable   long silent, was frequent or valuable ("win back first")
+    sleeping_valuable   long silent, was frequent and spent much ("win back first")
     needs_attention     middling recency, low value
     hibernating         long silent, low value
 
-A customer is *valuable* when their frequency or monetary score is the top one
-(`valuable`): the playbooks' "sleeping valuable" (high F and M) come first in a
+A customer is *valuable* when their frequency and monetary scores are both the
+top one (`valuable`): the playbooks' "sleeping valuable" (high F and M) come first in a
 win-back. A valuable customer's silence is labelled `sleeping_valuable` from its
 first stage (at_risk) on, whatever the recency score at that moment (a weekly
 shopper silent for a week still scores recent), and every contact about a
@@ -63,8 +63,13 @@ def _score(value: float, cuts: tuple[float, float], higher_is_better: bool = Tru
 
 
 def valuable(cuts: RfmCuts, repeat_orders: int, avg_order_value: float) -> bool:
-    """Top frequency or top monetary score: the customers a win-back goes to first."""
-    return repeat_orders >= cuts.frequency[1] or avg_order_value >= cuts.monetary[1]
+    """Top frequency and top monetary score: the customers a win-back goes to first.
+
+    Both, as the playbooks define "sleeping valuable" (high F and M, low R): with
+    either one alone, every weekly shopper of small baskets would count as
+    valuable within a month and the label would lose its meaning.
+    """
+    return repeat_orders >= cuts.frequency[1] and avg_order_value >= cuts.monetary[1]
 
 
 def segment(cuts: RfmCuts, recency_days: float, repeat_orders: int, avg_order_value: float) -> str:
@@ -73,11 +78,10 @@ def segment(cuts: RfmCuts, recency_days: float, repeat_orders: int, avg_order_va
     if repeat_orders == 0:
         if r >= 2:
             return "new_with_potential" if m >= 2 else "new"
-        return "sleeping_valuable" if m == 3 else "hibernating"
+        return "sleeping_valuable" if valuable(cuts, repeat_orders, avg_order_value) else "hibernating"
     f = _score(repeat_orders, cuts.frequency)
-    valuable = f == 3 or m == 3
     if r == 3:
         return "loyal" if f >= 2 else "promising"
     if r == 2:
-        return "at_risk" if valuable or f >= 2 else "needs_attention"
-    return "sleeping_valuable" if valuable else "hibernating"
+        return "at_risk" if f >= 2 or m == 3 else "needs_attention"
+    return "sleeping_valuable" if valuable(cuts, repeat_orders, avg_order_value) else "hibernating"

@@ -104,18 +104,20 @@ def test_cap_zero_turns_the_cap_off():
 # -- value -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("steps", "amount", "severity", "segment"), [
-    (1, 120.0, "medium", "sleeping_valuable"),
-    (2, 120.0, "high", "sleeping_valuable"),
-    (0, 120.0, "low", "sleeping_valuable"),  # the label does not depend on the severity rule
-    (1, 20.0, "low", "new"),
+@pytest.mark.parametrize(("steps", "orders", "amount", "severity", "segment"), [
+    (1, 5, 120.0, "medium", "sleeping_valuable"),  # 4 repeat order days and 120 a basket: top F and M
+    (2, 5, 120.0, "high", "sleeping_valuable"),
+    (0, 5, 120.0, "low", "sleeping_valuable"),  # the label does not depend on the severity rule
+    (1, 5, 20.0, "low", "loyal"),               # frequent, small baskets: not valuable
+    (1, 1, 120.0, "low", "new_with_potential"),  # one big basket: not (yet) valuable
 ])
-def test_a_valuable_customers_silence(steps, amount, severity, segment):
-    events = [ev("order", CID, T0, category="grocery", amount=amount)]
-    (at_risk,) = [d for d in run(DetectorConfig(value_severity_steps=steps), events, until=T0 + 8 * DAY_MS)
+def test_a_valuable_customers_silence(steps, orders, amount, severity, segment):
+    events = [ev("order", CID, T0 + i * DAY_MS, category="grocery", amount=amount) for i in range(orders)]
+    last = T0 + (orders - 1) * DAY_MS
+    (at_risk,) = [d for d in run(DetectorConfig(value_severity_steps=steps), events, until=last + 8 * DAY_MS)
                   if d.stage == "at_risk"]
     assert (at_risk.severity, at_risk.rfm_segment) == (severity, segment)
-    assert ("high_value_customer" in at_risk.reason_codes) == (steps > 0 and amount > 75)
+    assert ("high_value_customer" in at_risk.reason_codes) == (steps > 0 and segment == "sleeping_valuable")
 
 
 def test_measurement_events_are_not_raised():
