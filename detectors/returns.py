@@ -7,7 +7,7 @@ carries the stage it follows, the days since that trigger and, like every
 decision, the customer's group; it starts the 90-day win-back exclusion.
 
 A late (out-of-order) order can prove a fired silence wrong: its occurred_at
-lies before a stage's deadline that has already fired. History is not
+lies at or before a stage's deadline that has already fired. History is not
 rewritten; a `silence_retracted` correction names the first wrong stage and the
 trigger id it retracts (DESIGN.md section 3). Both kinds are measurement
 events: they record what happened and are never suppressed.
@@ -32,8 +32,9 @@ def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision
         return []
     plan = silence.stage_plan(cfg, st)
     fired = range(st.silence_stage)
-    right = [s for s in fired if plan[s][0] <= ts]
-    wrong = [s for s in fired if plan[s][0] > ts]
+    # An order at a deadline is inside the window (Engine: due only once the clock is past it).
+    right = [s for s in fired if plan[s][0] < ts]
+    wrong = [s for s in fired if plan[s][0] >= ts]
     episode = str(st.last_order)
     fav = st.fav
     out: list[Decision] = []

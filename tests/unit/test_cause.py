@@ -209,7 +209,7 @@ def test_the_window_runs_from_the_lookback_before_the_last_order_up_to_the_deadl
     last = T0 + 40 * DAY_MS
     out = _apply(core, ev("order", "c", T0 + 35 * DAY_MS), ev("order", "c", last))
     out += core.apply(DEC.validate(failed("c", last + offset, "o-9")))[0]  # applied before any sweep
-    out += core.advance(last + 7 * DAY_MS)
+    out += core.advance(last + 7 * DAY_MS + 1)  # just past the deadline: due
     (at_risk,) = [d for d in silences(out) if d.episode == str(last)]
     assert at_risk.suspected_cause == ("service" if counts else "none")
 
@@ -219,7 +219,7 @@ def test_the_lookback_is_a_setting(lookback, cause):
     cfg = DetectorConfig.from_mapping({"silence_cause_lookback": lookback})
     core = _core(cfg)
     out = _apply(core, ev("order", "c", T0), failed("c", T0 + HOUR_MS), ev("order", "c", T0 + 40 * DAY_MS))
-    out += core.advance(T0 + 47 * DAY_MS)
+    out += core.advance(T0 + 47 * DAY_MS + 1)
     (at_risk,) = [d for d in silences(out) if d.episode == str(T0 + 40 * DAY_MS)]
     assert at_risk.suspected_cause == cause
 

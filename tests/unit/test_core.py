@@ -70,6 +70,23 @@ def test_an_order_before_the_deadline_cancels_the_silence():
     assert kinds(decisions) == []
 
 
+@pytest.mark.parametrize(("gap", "silent"), [(7 * DAY_MS - 1, False), (7 * DAY_MS, False), (7 * DAY_MS + 1, True)])
+def test_silence_is_longer_than_the_window_an_order_at_its_end_is_not(gap, silent):
+    """"Inactive for longer than the window": an order at the deadline itself ends the episode."""
+    decisions = run([ev("order", "c", T0), ev("order", "c", T0 + gap)],
+                    until=T0 + gap + 3 * DAY_MS, cfg=DetectorConfig(allowed_lateness_ms=0))
+    assert kinds(decisions)[:2] == ([("silence", "at_risk", T0 + 7 * DAY_MS),
+                                     ("customer_returned", "now", T0 + gap)] if silent else [])
+
+
+def test_a_deadline_is_due_only_once_the_clock_is_past_it():
+    core = PartitionCore(Engine(DetectorConfig(allowed_lateness_ms=0)), {})
+    core.apply(DEC.validate(ev("order", "c", T0)))
+    assert core.index.get("c") == T0 + 7 * DAY_MS + 1
+    assert core.advance(T0 + 7 * DAY_MS) == []
+    assert kinds(core.advance(T0 + 7 * DAY_MS + 1)) == [("silence", "at_risk", T0 + 7 * DAY_MS)]
+
+
 def test_a_new_order_after_a_silence_starts_a_new_episode_with_new_ids():
     events = [ev("order", "c", T0), ev("order", "c", T0 + 10 * DAY_MS)]
     decisions = run(events, until=T0 + 18 * DAY_MS)
@@ -231,7 +248,7 @@ def test_index_is_rebuilt_from_stored_state_after_recovery():
     recovered = {k: CustomerState.decode(v.encode()) for k, v in store.items()}
     fresh = PartitionCore(engine, recovered, partition=3)
     assert fresh.rebuild(recovered.items()) == 1
-    assert [d.stage for d in fresh.advance(T0 + 7 * DAY_MS)] == ["at_risk"]
+    assert [d.stage for d in fresh.advance(T0 + 7 * DAY_MS + engine.cfg.allowed_lateness_ms + 1)] == ["at_risk"]
     other = PartitionCore(engine, recovered, partition=4)  # a standby's or another partition's keys
     assert other.rebuild(recovered.items()) == 0
 
