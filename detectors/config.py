@@ -155,9 +155,12 @@ class DetectorConfig:
     #: No win-back trigger this long after the customer returned.
     return_exclusion_ms: int = 90 * DAY_MS
     # -- clock ---------------------------------------------------------------------
-    #: Deadlines fire only once the clock is this far past them, so events that
-    #: arrive slightly out of order can still cancel a silence.
-    allowed_lateness_ms: int = 0
+    #: Deadlines fire only once the clock is past them by more than this, so an order that
+    #: occurred before a silence deadline but is read up to this late cancels the trigger
+    #: instead of retracting it ("slightly late data must not cause a win-back"). Every
+    #: time-driven trigger goes out this much after its deadline; replay's reorder buffer
+    #: (`--lateness`) defaults to it.
+    allowed_lateness_ms: int = 15 * 60_000
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -41,6 +41,7 @@ from tests.deploy_queries import (
 SHORT_WINDOWS = {
     "CHURN_DETECTOR_SILENCE_WINDOWS": "grocery=3s/6s,fashion=3s/6s,home=3s/6s,other=3s/6s",
     "CHURN_DETECTOR_SILENCE_LOST": "9s",
+    "CHURN_DETECTOR_ALLOWED_LATENESS": "1s",  # the default 15m would hold these second-long windows back
 }
 
 

@@ -14,6 +14,9 @@ from detectors.envelope import encode, iso_ms, to_cloudevent
 from schemas.errors import ConfigError
 from tests.unit.test_core import DEC, T0, ev
 
+#: The default allowed lateness: a deadline is due once the clock is past it by more than this.
+LATENESS = DetectorConfig().allowed_lateness_ms
+
 
 def _core(cfg: DetectorConfig | None = None) -> PartitionCore:
     return PartitionCore(Engine(cfg or DetectorConfig()), {})
@@ -209,7 +212,7 @@ def test_the_window_runs_from_the_lookback_before_the_last_order_up_to_the_deadl
     last = T0 + 40 * DAY_MS
     out = _apply(core, ev("order", "c", T0 + 35 * DAY_MS), ev("order", "c", last))
     out += core.apply(DEC.validate(failed("c", last + offset, "o-9")))[0]  # applied before any sweep
-    out += core.advance(last + 7 * DAY_MS + 1)  # just past the deadline: due
+    out += core.advance(last + 7 * DAY_MS + LATENESS + 1)  # just past the deadline and the lateness: due
     (at_risk,) = [d for d in silences(out) if d.episode == str(last)]
     assert at_risk.suspected_cause == ("service" if counts else "none")
 
@@ -219,7 +222,7 @@ def test_the_lookback_is_a_setting(lookback, cause):
     cfg = DetectorConfig.from_mapping({"silence_cause_lookback": lookback})
     core = _core(cfg)
     out = _apply(core, ev("order", "c", T0), failed("c", T0 + HOUR_MS), ev("order", "c", T0 + 40 * DAY_MS))
-    out += core.advance(T0 + 47 * DAY_MS + 1)
+    out += core.advance(T0 + 47 * DAY_MS + LATENESS + 1)
     (at_risk,) = [d for d in silences(out) if d.episode == str(T0 + 40 * DAY_MS)]
     assert at_risk.suspected_cause == cause
 

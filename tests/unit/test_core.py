@@ -87,6 +87,20 @@ def test_a_deadline_is_due_only_once_the_clock_is_past_it():
     assert kinds(core.advance(T0 + 7 * DAY_MS + 1)) == [("silence", "at_risk", T0 + 7 * DAY_MS)]
 
 
+@pytest.mark.parametrize(("read_at", "kinds_seen"), [
+    (T0 + 7 * DAY_MS + 14 * 60_000, []),                                       # within the lateness: cancels
+    (T0 + 7 * DAY_MS + 15 * 60_000, []),                                       # at its end: still in time
+    (T0 + 7 * DAY_MS + 16 * 60_000, ["silence", "silence_retracted"]),         # after it: trigger, then correction
+])
+def test_an_order_read_within_the_allowed_lateness_prevents_the_silence(read_at, kinds_seen):
+    """Live-like: no reorder buffer, the clock at `read_at` (another customer's event) before the order."""
+    core = PartitionCore(Engine(), {})  # the default allowed lateness: 15 minutes
+    out, _ = core.apply(DEC.validate(ev("order", "c", T0)))
+    out += core.apply(DEC.validate(ev("order", "other", read_at)))[0] + core.advance(read_at)
+    out += core.apply(DEC.validate(ev("order", "c", T0 + 7 * DAY_MS - 2 * 60_000)))[0]
+    assert [d.kind for d in out] == kinds_seen
+
+
 def test_a_new_order_after_a_silence_starts_a_new_episode_with_new_ids():
     events = [ev("order", "c", T0), ev("order", "c", T0 + 10 * DAY_MS)]
     decisions = run(events, until=T0 + 18 * DAY_MS)
