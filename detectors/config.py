@@ -43,7 +43,10 @@ __all__ = ["DAY_MS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig", "format_du
 #: the failures (`after_delivery_failed`, ...); consent by family (win_back and retention need a
 #: grant, service recovery goes out unless opted out; suppression reason no_consent) and
 #: configurable channels (viber, messenger by default). Ids are unchanged.
-DETECTOR_VERSION: Final = "2.2.0"
+#: 2.3.0: silence is "longer than" the window (an order at the deadline is none); deadlines fire
+#: 15 minutes (allowed_lateness) after they pass; `customer_returned` only after a win-back that
+#: went out (for holdout members: that no rule but the holdout suppressed). Ids are unchanged.
+DETECTOR_VERSION: Final = "2.3.0"
 
 #: Category silence windows (at_risk, dormant), the playbooks' "silence windows".
 DEFAULT_WINDOWS: Final[dict[str, tuple[int, int]]] = {

@@ -139,3 +139,4 @@ def on_order(st: CustomerState, ts: int) -> None:
     """An order newer than the last one starts a new episode."""
     if ts > st.last_order:
         st.silence_stage = 0
+        st.contacted = 0

@@ -42,8 +42,11 @@ MAX_CATEGORIES: Final = 6
 #: consent kept per channel *name* (the channels are configurable), one entry per channel
 #: the customer's consent events named, plus `all`; the positional email, sms, push records
 #: of versions 2-4 still read (upgrade_consent).
-ENCODING_VERSION: Final = 5
-#: Values in the list of versions 2-4; version 5 appends one.
+#: 6: `contacted`, the silence stages of the current episode that were emitted (or, for a
+#: holdout member, would have been): a return counts only after one. A state of versions 1-5
+#: reads with every fired stage of its episode counted, the rule it was written under.
+ENCODING_VERSION: Final = 6
+#: Values in the list of versions 2-4; version 5 appends one, version 6 another.
 _V4_VALUES: Final = 24
 
 #: A consent value: never said, granted, withdrawn (CustomerState.consent).
@@ -148,6 +151,7 @@ class CustomerState:
         "basket_fired",
         "cats",
         "consent",
+        "contacted",
         "failures",
         "fav",
         "fav_fired",
@@ -190,6 +194,9 @@ class CustomerState:
         self.hold_salt: str | None = None
         self.hold = 0.0
         self.silence_stage = 0       # stages fired in the current episode: 0 none, 1 at_risk, 2 dormant, 3 lost
+        # stages of the current episode the customer was contacted about (emitted; for a holdout
+        # member, would have been): bit i for SILENCE_STAGES[i]. Only these make an order a return.
+        self.contacted = 0
         self.freq_fired = 0          # epoch ms the current frequency-drop episode fired (0: none)
         # the last SEEN events applied, oldest first, back to back, each its event-id digest
         # (event_digest) then its content digest (content_digest): one object to scan, where a
@@ -241,7 +248,7 @@ class CustomerState:
             self.amount_total, self.recent, cats, self.silence_stage, self.freq_fired,
             self.seen, self.last_event, self.n_days, self.amounts, self.basket_fired, self.fav_fired,
             self.fu, self.fu_last, self.late, self.consent, self.returned_at, self.wb_ep, self.wb,
-            self.last_emit, self.failures,
+            self.last_emit, self.failures, self.contacted,
         ]
 
     def encode(self) -> bytes:
@@ -251,9 +258,9 @@ class CustomerState:
     def from_list(cls, v: list[Any]) -> CustomerState:
         if v and v[0] == 1:
             return cls._from_v1(v)
-        if not v or v[0] not in (2, 3, 4, ENCODING_VERSION):  # 2, 3 and 4 share the list layout; 5 adds to it
+        if not v or v[0] not in (2, 3, 4, 5, ENCODING_VERSION):  # 2, 3 and 4 share the list layout; 5, 6 add to it
             raise ValueError(f"unsupported customer state encoding {v[:1]!r}")
-        if len(v) != (_V4_VALUES + 1 if v[0] == ENCODING_VERSION else _V4_VALUES):
+        if len(v) != _V4_VALUES + max(0, v[0] - 4):
             raise ValueError(f"customer state encoding {v[0]} with {len(v)} values")
         st = cls()
         (version, st.partition, st.first_order, st.last_order, st.n_orders, st.amount_total,
@@ -262,7 +269,9 @@ class CustomerState:
          st.wb, st.last_emit, *rest) = v
         if rest:
             st.failures = rest[0]
-        st.consent = consent if version == ENCODING_VERSION else upgrade_consent(consent)
+        # Before 6 every fired stage made an order a return: an episode in flight at the upgrade ends so.
+        st.contacted = rest[1] if len(rest) > 1 else (1 << st.silence_stage) - 1
+        st.consent = consent if version >= 5 else upgrade_consent(consent)
         st.seen = seen if type(seen) is bytes else _digests(seen)
         st.amount_total = float(st.amount_total)
         st.amounts = [float(a) for a in amounts]
@@ -286,6 +295,7 @@ class CustomerState:
         st.amount_total = float(st.amount_total)
         st.cats = {intern_category(c): cat_entry(n, t) for c, n, t in cats}
         st.fav = st.favourite_category()
+        st.contacted = (1 << st.silence_stage) - 1  # as for versions 2-5
         older = max(0, st.n_orders - len(st.recent))
         st.n_days = len({t // 86_400_000 for t in st.recent}) + older if st.n_orders else 0
         return st
@@ -308,6 +318,7 @@ class CustomerState:
         c.n_orders, c.amount_total, c.recent = self.n_orders, self.amount_total, self.recent[:]
         c.cats = self.cats.copy()  # ints: immutable
         c.fav, c.silence_stage, c.freq_fired = self.fav, self.silence_stage, self.freq_fired
+        c.contacted = self.contacted
         c.hold_salt, c.hold = self.hold_salt, self.hold
         c.seen, c.last_event, c.n_days = self.seen, self.last_event, self.n_days  # bytes: immutable
         c.amounts, c.basket_fired, c.fav_fired = self.amounts[:], self.basket_fired, self.fav_fired

@@ -11,6 +11,7 @@ from detectors.cause import MAX_FAILURES
 from detectors.config import DAY_MS, HOUR_MS
 from detectors.engine import Engine
 from detectors.envelope import encode, iso_ms, to_cloudevent
+from detectors.state import ENCODING_VERSION
 from schemas.errors import ConfigError
 from tests.unit.test_core import DEC, T0, ev
 
@@ -97,15 +98,15 @@ def test_failures_round_trip_through_the_state_encoding():
     assert st.copy().failures == st.failures
 
 
-def test_a_version_4_state_reads_with_no_failures_and_is_written_as_version_5():
+def test_a_version_4_state_reads_with_no_failures_and_is_written_in_the_current_encoding():
     core = _core()
     _apply(core, ev("order", "c", T0), failed("c", T0 + HOUR_MS))
     v4 = core.store["c"].to_list()[:24]  # version 4: the same values, without the failures
     v4[0] = 4
     old = CustomerState.from_list(v4)
     assert old.failures == []
-    assert old.to_list()[:24] == [5, *v4[1:]]
-    assert CustomerState.decode(old.encode()).to_list()[0] == 5
+    assert old.to_list()[:24] == [ENCODING_VERSION, *v4[1:]]
+    assert CustomerState.decode(old.encode()).to_list()[0] == ENCODING_VERSION
     with pytest.raises(ValueError, match="values"):
         CustomerState.from_list([*v4, []])  # a version-4 list one value too long
 

@@ -73,8 +73,8 @@ def test_an_order_before_the_deadline_cancels_the_silence():
 @pytest.mark.parametrize(("gap", "silent"), [(7 * DAY_MS - 1, False), (7 * DAY_MS, False), (7 * DAY_MS + 1, True)])
 def test_silence_is_longer_than_the_window_an_order_at_its_end_is_not(gap, silent):
     """"Inactive for longer than the window": an order at the deadline itself ends the episode."""
-    decisions = run([ev("order", "c", T0), ev("order", "c", T0 + gap)],
-                    until=T0 + gap + 3 * DAY_MS, cfg=DetectorConfig(allowed_lateness_ms=0))
+    cfg = DetectorConfig(allowed_lateness_ms=0, marketing_consent_required=False)  # emitted, so a return counts
+    decisions = run([ev("order", "c", T0), ev("order", "c", T0 + gap)], until=T0 + gap + 3 * DAY_MS, cfg=cfg)
     assert kinds(decisions)[:2] == ([("silence", "at_risk", T0 + 7 * DAY_MS),
                                      ("customer_returned", "now", T0 + gap)] if silent else [])
 
@@ -371,7 +371,7 @@ def test_consent_of_a_version_4_state_is_read_by_channel_name():
 
     core = PartitionCore(Engine(), {})
     core.apply(DEC.validate(ev("order", "c", T0)))
-    v4 = core.store["c"].to_list()[:-1]  # without the service failures encoding 5 appends
+    v4 = core.store["c"].to_list()[:-2]  # without what encodings 5 and 6 append
     v4[0], v4[19] = 4, [2, T0 + DAY_MS, 1 + 3 * 2, T0 + 2 * DAY_MS, 0, 0]  # email withdrawn, sms granted
     st = CustomerState.from_list(v4)
     assert st.consent == ["email", 2, T0 + DAY_MS, "sms", 1 + 3 * 2, T0 + 2 * DAY_MS]
@@ -416,3 +416,17 @@ def test_a_busy_customer_stays_within_the_state_budget():
         typical.apply(DEC.validate(e))
         typical.advance(typical.max_event)
     assert len(typical.store["bob"].encode()) < 450, len(typical.store["bob"].encode())
+
+
+def test_a_version_5_state_counts_every_fired_stage_of_its_episode_as_contacted():
+    """Encoding 5 did not say which stages went out: the episode under way ends under the old rule."""
+    core = PartitionCore(Engine(), {})
+    core.apply(DEC.validate(ev("order", "c", T0)))
+    core.advance(T0 + 15 * DAY_MS)  # at_risk and dormant fired (suppressed: no consent)
+    st = core.store["c"]
+    assert (st.silence_stage, st.contacted) == (2, 0)
+    v5 = st.to_list()[:-1]
+    v5[0] = 5
+    old = CustomerState.from_list(v5)
+    assert old.contacted == 0b11
+    assert CustomerState.decode(old.encode()).to_list()[0] == ENCODING_VERSION == 6
