@@ -43,10 +43,13 @@ __all__ = ["DAY_MS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig", "format_du
 #: the failures (`after_delivery_failed`, ...); consent by family (win_back and retention need a
 #: grant, service recovery goes out unless opted out; suppression reason no_consent) and
 #: configurable channels (viber, messenger by default). Ids are unchanged.
-#: 2.3.0: one contact per service incident (later facts of the order suppressed `same_incident`), a
-#: cap on contacts per customer (`contact_cap`), severity raised one step for valuable customers
-#: (reason code `high_value_customer`) and a valuable customer's silence labelled
-#: `sleeping_valuable` from at_risk on. Ids are unchanged.
+#: 2.3.0: silence is "longer than" the window (an order at the deadline is none); deadlines fire
+#: 15 minutes (allowed_lateness) after they pass; `customer_returned` only after a win-back that
+#: went out (for holdout members: that no rule but the holdout suppressed); one contact per service
+#: incident (later facts of the order suppressed `same_incident`), a cap on contacts per customer
+#: (`contact_cap`), severity raised one step for valuable customers (reason code
+#: `high_value_customer`) and a valuable customer's silence labelled `sleeping_valuable` from
+#: at_risk on. Ids are unchanged.
 DETECTOR_VERSION: Final = "2.3.0"
 
 #: Category silence windows (at_risk, dormant), the playbooks' "silence windows".
@@ -173,9 +176,12 @@ class DetectorConfig:
     #: RFM frequency and monetary scores are both the top one ("sleeping valuable": win back first) (0: off).
     value_severity_steps: int = 1
     # -- clock ---------------------------------------------------------------------
-    #: Deadlines fire only once the clock is this far past them, so events that
-    #: arrive slightly out of order can still cancel a silence.
-    allowed_lateness_ms: int = 0
+    #: Deadlines fire only once the clock is past them by more than this, so an order that
+    #: occurred before a silence deadline but is read up to this late cancels the trigger
+    #: instead of retracting it ("slightly late data must not cause a win-back"). Every
+    #: time-driven trigger goes out this much after its deadline; replay's reorder buffer
+    #: (`--lateness`) defaults to it.
+    allowed_lateness_ms: int = 15 * 60_000
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -1,8 +1,15 @@
 """The per-customer state machine: one fold over events and deadlines.
 
     apply(state, event)        -> (state, decisions, outcome)   accepted | duplicate | conflict
-    fire_due(state, now)       -> decisions      (deadlines at or before now)
-    next_deadline(state)       -> epoch ms | None
+    fire_due(state, now)       -> decisions      (deadlines due at now, see below)
+    next_deadline(state)       -> epoch ms | None  (the first `now` at which one is due)
+
+A deadline ends a period ("inactive for longer than the window"), so an event
+at the deadline itself is inside it: the deadline is due once the clock is
+*past* it by more than `allowed_lateness` (now > deadline + lateness). An order
+exactly at a silence window's end is no silence, and one that occurred before
+the deadline but was read up to `allowed_lateness` after it still cancels the
+trigger instead of retracting it. The trigger keeps the deadline as its time.
 
 Before an order is applied, the customer's own deadlines up to the order's
 time fire first: whether a silence trigger exists then depends only on the
@@ -89,22 +96,23 @@ class Engine:
         return min(min(silence.deadline_ms(cfg, st), frequency.deadline_ms(cfg, st)), rating.deadline_ms(st))  # noqa: PLW3301
 
     def next_deadline(self, st: CustomerState) -> int | None:
-        """When this customer next needs the clock, lateness allowance included."""
+        """The first `now` at which this customer's earliest deadline is due: just past it and the lateness."""
         d = self._due_ms(st)
-        return None if d == NEVER else d + self.cfg.allowed_lateness_ms
+        return None if d == NEVER else d + self.cfg.allowed_lateness_ms + 1
 
     def fire_due(self, st: CustomerState, customer_id: str, now: int, next_at: int = UNKNOWN) -> list[Decision]:
         """Fire every deadline due at `now`, in deadline order.
 
+        A deadline is due when `now` is past it by more than the allowed lateness.
         `next_at` is next_deadline(st) (NEVER for none) when the caller already knows it:
         the partition's deadline index holds it for every customer it tracks, and looking
         it up there is cheaper than working it out again.
         """
-        effective = now - self.cfg.allowed_lateness_ms
+        effective = now - self.cfg.allowed_lateness_ms  # due: deadline < effective
         out: list[Decision] = []
-        if (self._due_ms(st) if next_at == UNKNOWN else next_at - self.cfg.allowed_lateness_ms) > effective:
+        if (self._due_ms(st) + self.cfg.allowed_lateness_ms + 1 if next_at == UNKNOWN else next_at) > now:
             return out  # the common case: nothing due
-        while (due := self._due(st)) is not None and due[0] <= effective:
+        while (due := self._due(st)) is not None and due[0] < effective:
             out.extend(self._finish(st, due[1](self.cfg, st, customer_id, due[0])))
         return out
 
@@ -125,7 +133,9 @@ class Engine:
         decisions: list[Decision]
         if t == "order":
             # Orders of one customer arrive in order (one topic, one partition), so
-            # every deadline before this order has certainly passed without one.
+            # every deadline before this order has certainly passed without one; those
+            # the clock would fire by the order's time (past them and the lateness) fire
+            # first, and an order within the lateness of a deadline cancels it.
             # Other event types come from other topics that may run ahead of the
             # orders topic: they never advance the customer's clock.
             decisions = self.fire_due(st, ev.customer_id, ev.ts, next_at)

@@ -1,13 +1,19 @@
 """Return point: an order after a silence trigger, and corrections of silences proved wrong.
 
 `customer_returned` fires when an order follows an at-risk/dormant/lost
-trigger of the current silence episode (emitted or suppressed: holdout returns
-must be counted too, or the campaign gets the credit for organic returns). It
-carries the stage it follows, the days since that trigger and, like every
-decision, the customer's group; it starts the 90-day win-back exclusion.
+trigger of the current silence episode that went out: a return is a return
+from an emitted win-back. An order after a stage suppressed for no consent, an
+opt-out, the return exclusion, the episode cap or a cooldown is no return (the
+customer was never asked to come back) and starts no exclusion: a weekly
+shopper a few hours "late" is not "returned" every week, and when they really
+stop, the win-back goes out. Holdout members count as treatment would: after a
+stage no rule but the holdout suppressed (suppression.py), or the campaign
+gets the credit for organic returns. It carries the latest such stage, the
+days since it and, like every decision, the customer's group; it starts the
+90-day win-back exclusion.
 
 A late (out-of-order) order can prove a fired silence wrong: its occurred_at
-lies before a stage's deadline that has already fired. History is not
+lies at or before a stage's deadline that has already fired. History is not
 rewritten; a `silence_retracted` correction names the first wrong stage and the
 trigger id it retracts (DESIGN.md section 3). Both kinds are measurement
 events: they record what happened and are never suppressed.
@@ -32,8 +38,9 @@ def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision
         return []
     plan = silence.stage_plan(cfg, st)
     fired = range(st.silence_stage)
-    right = [s for s in fired if plan[s][0] <= ts]
-    wrong = [s for s in fired if plan[s][0] > ts]
+    # An order at a deadline is inside the window (Engine: due only once the clock is past it).
+    right = [s for s in fired if plan[s][0] < ts]
+    wrong = [s for s in fired if plan[s][0] >= ts]
     episode = str(st.last_order)
     fav = st.fav
     out: list[Decision] = []
@@ -56,9 +63,10 @@ def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision
             # The whole chain was wrong: it must not count against the yearly cap.
             st.wb.pop()
             st.wb_ep = 0
-    if right:
-        stage = SILENCE_STAGES[right[-1]]
-        at = plan[right[-1]][0]
+    contacted = [s for s in right if st.contacted >> s & 1]
+    if contacted:
+        stage = SILENCE_STAGES[contacted[-1]]
+        at = plan[contacted[-1]][0]
         out.append(Decision(
             customer_id=ev.customer_id, kind="customer_returned", stage="now", severity="info",
             family=MEASUREMENT, time_ms=ts, episode=episode,

@@ -12,7 +12,9 @@ configured and the customer has ordered on at least two days; a customer who
 reliably orders every 3 months is not "at risk" after 30 days ("don't spend the
 offer on people who would return anyway"). Time-driven: the trigger's time is
 the deadline itself, so live and replay produce the same payload whatever the
-tick granularity.
+tick granularity. Silence is "longer than" the window: the engine fires a
+stage only once the clock is past its deadline (and the allowed lateness), so
+an order at the deadline itself ends the episode instead.
 
 Each stage also says why the customer may have gone quiet (cause.py): the
 service failures from `silence_cause_lookback` before the last order up to the
@@ -137,3 +139,4 @@ def on_order(st: CustomerState, ts: int) -> None:
     """An order newer than the last one starts a new episode."""
     if ts > st.last_order:
         st.silence_stage = 0
+        st.contacted = 0

@@ -43,13 +43,16 @@ MAX_CATEGORIES: Final = 6
 #: consent kept per channel *name* (the channels are configurable), one entry per channel
 #: the customer's consent events named, plus `all`; the positional email, sms, push records
 #: of versions 2-4 still read (upgrade_consent).
-#: 6: `contacts` (the latest emitted contacts, for the contact cap) and `incidents` (the open
-#: service incidents, one contact each), appended (detectors/suppression.py); a state of versions
-#: 1-5 reads with none: contacts and incidents before the upgrade are not known.
+#: 6: `contacts` (the latest emitted contacts, for the contact cap), `incidents` (the open
+#: service incidents, one contact each; detectors/suppression.py) and `contacted` (the silence
+#: stages of the current episode that were emitted or, for a holdout member, would have been: a
+#: return counts only after one), appended. A state of versions 1-5 reads with no contacts or
+#: incidents (not known before the upgrade) and every fired stage of its episode counted, the rule
+#: it was written under.
 ENCODING_VERSION: Final = 6
-#: Values in the list of versions 2-4; version 5 appends one, version 6 two more.
+#: Values in the list of versions 2-4; version 5 appends one, version 6 three more.
 _V4_VALUES: Final = 24
-_VALUES: Final = {2: _V4_VALUES, 3: _V4_VALUES, 4: _V4_VALUES, 5: _V4_VALUES + 1, 6: _V4_VALUES + 3}
+_VALUES: Final = {2: _V4_VALUES, 3: _V4_VALUES, 4: _V4_VALUES, 5: _V4_VALUES + 1, 6: _V4_VALUES + 4}
 
 #: A consent value: never said, granted, withdrawn (CustomerState.consent).
 CONSENT_UNKNOWN: Final = 0
@@ -144,6 +147,28 @@ def seen_find(seen: bytes, digest: bytes) -> int:
     return i
 
 
+def _pack_contacts(contacts: list[int]) -> list[int]:
+    """`[flags, t0, t1, ...]`: the contact times as they are (the codec codes each as a small
+    difference to the time before it) and the time-driven bits apart, in one small integer.
+
+    Kept in memory as `t << 1 | time_driven` (one sorted list), a contact would be a number
+    twice the size of a time, and cost the codec two more bytes each.
+    """
+    if not contacts:
+        return []
+    flags = 0
+    for i, c in enumerate(contacts):
+        flags |= (c & 1) << i
+    return [flags, *[c >> 1 for c in contacts]]
+
+
+def _unpack_contacts(v: list[int]) -> list[int]:
+    if not v:
+        return []
+    flags = v[0]
+    return [t << 1 | (flags >> i & 1) for i, t in enumerate(v[1:])]
+
+
 class CustomerState:
     """Mutable per-customer record. The engine updates it in place and returns it."""
 
@@ -153,6 +178,7 @@ class CustomerState:
         "basket_fired",
         "cats",
         "consent",
+        "contacted",
         "contacts",
         "failures",
         "fav",
@@ -197,6 +223,9 @@ class CustomerState:
         self.hold_salt: str | None = None
         self.hold = 0.0
         self.silence_stage = 0       # stages fired in the current episode: 0 none, 1 at_risk, 2 dormant, 3 lost
+        # stages of the current episode the customer was contacted about (emitted; for a holdout
+        # member, would have been): bit i for SILENCE_STAGES[i]. Only these make an order a return.
+        self.contacted = 0
         self.freq_fired = 0          # epoch ms the current frequency-drop episode fired (0: none)
         # the last SEEN events applied, oldest first, back to back, each its event-id digest
         # (event_digest) then its content digest (content_digest): one object to scan, where a
@@ -252,7 +281,7 @@ class CustomerState:
             self.amount_total, self.recent, cats, self.silence_stage, self.freq_fired,
             self.seen, self.last_event, self.n_days, self.amounts, self.basket_fired, self.fav_fired,
             self.fu, self.fu_last, self.late, self.consent, self.returned_at, self.wb_ep, self.wb,
-            self.last_emit, self.failures, self.contacts, self.incidents,
+            self.last_emit, self.failures, _pack_contacts(self.contacts), self.incidents, self.contacted,
         ]
 
     def encode(self) -> bytes:
@@ -273,8 +302,11 @@ class CustomerState:
          st.wb, st.last_emit, *rest) = v
         if rest:
             st.failures = rest[0]
-            if len(rest) > 1:
-                st.contacts, st.incidents = rest[1], rest[2]
+        if len(rest) > 1:
+            st.contacts, st.incidents, st.contacted = _unpack_contacts(rest[1]), rest[2], rest[3]
+        else:
+            # Before 6 every fired stage made an order a return: an episode in flight at the upgrade ends so.
+            st.contacted = (1 << st.silence_stage) - 1
         st.consent = consent if version >= 5 else upgrade_consent(consent)
         st.seen = seen if type(seen) is bytes else _digests(seen)
         st.amount_total = float(st.amount_total)
@@ -299,6 +331,7 @@ class CustomerState:
         st.amount_total = float(st.amount_total)
         st.cats = {intern_category(c): cat_entry(n, t) for c, n, t in cats}
         st.fav = st.favourite_category()
+        st.contacted = (1 << st.silence_stage) - 1  # as for versions 2-5
         older = max(0, st.n_orders - len(st.recent))
         st.n_days = len({t // 86_400_000 for t in st.recent}) + older if st.n_orders else 0
         return st
@@ -321,6 +354,7 @@ class CustomerState:
         c.n_orders, c.amount_total, c.recent = self.n_orders, self.amount_total, self.recent[:]
         c.cats = self.cats.copy()  # ints: immutable
         c.fav, c.silence_stage, c.freq_fired = self.fav, self.silence_stage, self.freq_fired
+        c.contacted = self.contacted
         c.hold_salt, c.hold = self.hold_salt, self.hold
         c.seen, c.last_event, c.n_days = self.seen, self.last_event, self.n_days  # bytes: immutable
         c.amounts, c.basket_fired, c.fav_fired = self.amounts[:], self.basket_fired, self.fav_fired

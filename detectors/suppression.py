@@ -21,7 +21,18 @@ names the reason (the decision then goes to the audit topic with it):
                        contacts already went out within `contact_cap_period` (7 d)
 
 Measurement events (returns, corrections) are never suppressed. Only emitted
-decisions count towards cooldowns and caps.
+decisions count towards cooldowns and caps, and only an emitted silence stage
+makes a later order a return (returns.py).
+
+The holdout is measurement, not suppression: a holdout member's decision is
+also judged by every other rule, as if the customer were in treatment. The
+reason stays `holdout` (they are never contacted), but one no other rule
+suppresses is booked as if emitted (the episode cap, the silence stages a
+return may follow, a cooldown where the kind has one), so the control group
+runs on the treatment group's clock (win-backs only: other kinds have no
+outcome measured). A holdout return is counted exactly when a treatment
+customer's return would be, never after a stage that would have gone out to
+nobody (no consent, return exclusion, cap, cooldown).
 
 One incident, one contact. A late delivery, a 1-star rating of that order and a
 failed redelivery are one incident: the first of them that goes out is its contact,
@@ -93,7 +104,7 @@ import zlib
 from typing import Any, Final
 
 from detectors.config import COOLDOWN_KINDS, MAX_CONTACT_CAP, DetectorConfig
-from detectors.decision import MEASUREMENT, SERVICE_RECOVERY, Decision
+from detectors.decision import MEASUREMENT, SERVICE_RECOVERY, SILENCE_STAGES, Decision
 from detectors.state import CONSENT_GRANTED, CONSENT_UNKNOWN, CONSENT_WITHDRAWN, CustomerState
 from schemas import Event
 from schemas.decode import ALL_CHANNELS
@@ -207,15 +218,17 @@ def decide(cfg: DetectorConfig, st: CustomerState, d: Decision) -> None:
     d.channels = channels_at(cfg, st, d.time_ms, needs_grant(cfg, d.family))
     if d.family == MEASUREMENT:
         return
-    d.suppressed = _reason(cfg, st, d)
-    if d.suppressed is None:
-        _record(cfg, st, d)
+    reason = _reason(cfg, st, d)  # what treatment would get: the holdout's counterfactual too
+    holdout = d.group == HOLDOUT
+    # A holdout member's counterfactual matters for win-backs only (their returns are measured)
+    if reason is None and (not holdout or d.family == "win_back"):
+        _record(cfg, st, d, holdout)
+    d.suppressed = HOLDOUT if d.group == HOLDOUT else reason
 
 
 def _reason(cfg: DetectorConfig, st: CustomerState, d: Decision) -> str | None:
+    """The first rule but the holdout that suppresses `d`, or None."""
     t = d.time_ms
-    if d.group == HOLDOUT:
-        return "holdout"
     if not d.channels:
         return _no_channel(cfg, st, t)
     winback = d.family == "win_back"
@@ -291,9 +304,16 @@ def _episode_ms(d: Decision) -> int:
     return int(d.episode) if d.episode.isdigit() else -1
 
 
-def _record(cfg: DetectorConfig, st: CustomerState, d: Decision) -> None:
+def _record(cfg: DetectorConfig, st: CustomerState, d: Decision, holdout: bool) -> None:
+    """Book a decision that goes out (for a holdout member: would have).
+
+    A holdout member's cooldown clock is kept only for a kind that has a cooldown: the
+    8-slot list costs ~57 bytes, and most holdout states would hold it for nothing.
+    """
+    if d.kind == "silence":
+        st.contacted |= 1 << SILENCE_STAGES.index(d.stage)
     slot = _COOLDOWN_SLOT.get(d.kind)
-    if slot is not None and _opens_chain(st, d):
+    if slot is not None and _opens_chain(st, d) and (not holdout or cfg.cooldowns.get(d.kind, 0)):
         if not st.last_emit:
             st.last_emit = [0] * len(COOLDOWN_KINDS)
         st.last_emit[slot] = max(st.last_emit[slot], d.time_ms)

@@ -50,9 +50,10 @@ def _source_args(p: argparse.ArgumentParser, parse_time: Callable[[str], int]) -
                    help="the present, for the future-time bound: events later than this plus max_future_skew are "
                    "rejected (future_time), as the live worker rejects them (default: the wall clock when the run "
                    "starts; set it for a reproducible run, or for a log dated after today)")
-    p.add_argument("--lateness", type=_lateness, default=0, metavar="DURATION",
+    p.add_argument("--lateness", type=_lateness, default=None, metavar="DURATION",
                    help="reorder buffer: events up to this much out of event-time order are put back in order "
-                   "(e.g. 10m, 2h; default 0); later ones are applied as late and reported")
+                   "(e.g. 10m, 2h, 0 for none; default: the detector setting allowed_lateness, 15m unless "
+                   "configured); later ones are applied as late and reported")
     p.add_argument("--params", metavar="PARAMS.json",
                    help="cadence model and RFM cut points from 'churn-signals fit' (as for the worker)")
     p.add_argument("--start", default="beginning", metavar="WHERE",

@@ -9,8 +9,9 @@ became due by then fires too.
 Untidy input is handled, never dropped silently:
 - events up to `lateness` out of order are put back in event-time order by a
   reorder buffer (a heap released once the highest event time seen is
-  `lateness` past them); events later than that are applied all the same and
-  reported as `late` (exactly what the live worker does with them);
+  `lateness` past them; by default the detector's `allowed_lateness`, the time
+  a live deadline waits for them); events later than that are applied all the
+  same and reported as `late` (exactly what the live worker does with them);
 - invalid lines and messages become `Reject`s with where they came from and why,
   among them events further in the future than the live worker allows: with
   `now_ms` (the CLI passes `--now`, by default the wall clock when the run
@@ -107,7 +108,7 @@ class Replayer:
         self,
         cfg: DetectorConfig | None = None,
         *,
-        lateness_ms: int = 0,
+        lateness_ms: int | None = None,
         from_ms: int | None = None,
         until_ms: int | None = None,
         on_trigger: Callable[[dict[str, Any], Decision], None] | None = None,
@@ -123,7 +124,9 @@ class Replayer:
         self.now_ms = now_ms
         self.engine = Engine(self.cfg)
         self.version = self.cfg.version
-        self.lateness_ms = lateness_ms
+        # The reorder buffer: by default the detector's allowed lateness, so the events a live
+        # worker would still take in time (before their deadlines fire) are applied in order.
+        self.lateness_ms = self.cfg.allowed_lateness_ms if lateness_ms is None else lateness_ms
         self.from_ms = from_ms
         self.until_ms = until_ms
         self.on_trigger = on_trigger
@@ -170,6 +173,13 @@ class Replayer:
             if fired:
                 self.observer(None, "deadline", fired, self.core)
 
+    def _advance(self, now: int) -> None:
+        fired = self.core.advance(now)
+        if fired:
+            self.fold.emit(fired)
+            if self.observer is not None:
+                self.observer(None, "deadline", fired, self.core)
+
     def run(self, items: Iterable[Item], progress: Progress | None = None) -> ReplayResult:
         """Replay events and rejects from any source, in the order given."""
         with fewer_collections():
@@ -201,11 +211,7 @@ class Replayer:
         res, fold = self.result, self.fold
         until = self.until_ms
         if until is not None:
-            fired = self.core.advance(until)
-            if fired:
-                fold.emit(fired)
-                if self.observer is not None:
-                    self.observer(None, "deadline", fired, self.core)
+            self._advance(until)
         res.events = n
         res.by_type.update(fold.by_type)
         res.triggers.update(fold.triggers)
@@ -225,7 +231,6 @@ class Replayer:
         push, pop = heapq.heappush, heapq.heappop
         seq = 0
         high = 0             # highest event time seen (reorder buffer watermark + lateness)
-        released = 0         # event time of the last event released from the buffer
         n = 0
         for item in items:
             if item.__class__ is Reject:
@@ -241,7 +246,7 @@ class Replayer:
             if not lateness:
                 apply(ev)
                 continue
-            if ts < released:
+            if ts < high - lateness:
                 apply(ev)   # later than the buffer allows: applied as late, reported
                 continue
             if ts < high:
@@ -252,8 +257,13 @@ class Replayer:
             seq += 1
             limit = high - lateness
             while heap and heap[0][0] <= limit:
-                released, _, first = pop(heap)
-                apply(first)
+                apply(pop(heap)[2])
+            # The clock follows the watermark, not only the events released: every event up to
+            # it is applied, and what the buffer still holds lies more than the lateness after
+            # any deadline this can fire, so it could not have cancelled one. A sparse log
+            # (one event a day) would otherwise keep the clock days behind, and an order read
+            # days late would be put back in order instead of being late, as live it is.
+            self._advance(limit)
         while heap:
             apply(pop(heap)[2])
         return n - self.fold.conflicts  # admitted, less those rejected as conflicts
@@ -264,7 +274,7 @@ def replay(
     cfg: DetectorConfig | None = None,
     until_ms: int | None = None,
     on_trigger: Callable[[dict[str, Any]], None] | None = None,
-    lateness_ms: int = 0,
+    lateness_ms: int | None = None,
     now_ms: int | None = None,
     on_reject: Callable[[Reject], None] | None = None,
 ) -> ReplayResult:

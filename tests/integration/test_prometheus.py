@@ -44,6 +44,7 @@ RUNBOOK_BASE = "https://runbooks.test/churn-signals/operations"
 SHORT_WINDOWS = {
     "CHURN_DETECTOR_SILENCE_WINDOWS": "grocery=3s/6s,fashion=3s/6s,home=3s/6s,other=3s/6s",
     "CHURN_DETECTOR_SILENCE_LOST": "9s",
+    "CHURN_DETECTOR_ALLOWED_LATENESS": "1s",  # the default 15m would hold these second-long windows back
 }
 
 

@@ -78,7 +78,8 @@ def test_triggers_and_dead_letters_from_a_live_worker(broker, topics, start_work
 
 def test_silence_fires_live_with_no_further_input(broker, topics, start_worker):
     windows = ",".join(f"{c}=3s/6s" for c in ("grocery", "fashion", "home", "other"))
-    start_worker({"CHURN_DETECTOR_SILENCE_WINDOWS": windows, "CHURN_DETECTOR_SILENCE_LOST": "9s"})
+    start_worker({"CHURN_DETECTOR_SILENCE_WINDOWS": windows, "CHURN_DETECTOR_SILENCE_LOST": "9s",
+                  "CHURN_DETECTOR_ALLOWED_LATENESS": "1s"})
     last_order = _now_ms()
     grant = {"event_id": "q0", "type": "consent", "customer_id": "quiet-1", "occurred_at": iso_ms(last_order - 1000),
              "channel": "email", "granted": True}  # a win-back needs a grant of marketing consent

@@ -15,6 +15,9 @@ from detectors.state import ENCODING_VERSION
 from schemas.errors import ConfigError
 from tests.unit.test_core import DEC, T0, ev
 
+#: The default allowed lateness: a deadline is due once the clock is past it by more than this.
+LATENESS = DetectorConfig().allowed_lateness_ms
+
 
 def _core(cfg: DetectorConfig | None = None) -> PartitionCore:
     return PartitionCore(Engine(cfg or DetectorConfig()), {})
@@ -95,7 +98,7 @@ def test_failures_round_trip_through_the_state_encoding():
     assert st.copy().failures == st.failures
 
 
-def test_a_version_4_state_reads_with_no_failures_and_is_written_as_the_current_version():
+def test_a_version_4_state_reads_with_no_failures_and_is_written_in_the_current_encoding():
     core = _core()
     _apply(core, ev("order", "c", T0), failed("c", T0 + HOUR_MS))
     v4 = core.store["c"].to_list()[:24]  # version 4: the same values, without the failures
@@ -210,7 +213,7 @@ def test_the_window_runs_from_the_lookback_before_the_last_order_up_to_the_deadl
     last = T0 + 40 * DAY_MS
     out = _apply(core, ev("order", "c", T0 + 35 * DAY_MS), ev("order", "c", last))
     out += core.apply(DEC.validate(failed("c", last + offset, "o-9")))[0]  # applied before any sweep
-    out += core.advance(last + 7 * DAY_MS)
+    out += core.advance(last + 7 * DAY_MS + LATENESS + 1)  # just past the deadline and the lateness: due
     (at_risk,) = [d for d in silences(out) if d.episode == str(last)]
     assert at_risk.suspected_cause == ("service" if counts else "none")
 
@@ -220,7 +223,7 @@ def test_the_lookback_is_a_setting(lookback, cause):
     cfg = DetectorConfig.from_mapping({"silence_cause_lookback": lookback})
     core = _core(cfg)
     out = _apply(core, ev("order", "c", T0), failed("c", T0 + HOUR_MS), ev("order", "c", T0 + 40 * DAY_MS))
-    out += core.advance(T0 + 47 * DAY_MS)
+    out += core.advance(T0 + 47 * DAY_MS + LATENESS + 1)
     (at_risk,) = [d for d in silences(out) if d.episode == str(T0 + 40 * DAY_MS)]
     assert at_risk.suspected_cause == cause
 

@@ -70,6 +70,37 @@ def test_an_order_before_the_deadline_cancels_the_silence():
     assert kinds(decisions) == []
 
 
+@pytest.mark.parametrize(("gap", "silent"), [(7 * DAY_MS - 1, False), (7 * DAY_MS, False), (7 * DAY_MS + 1, True)])
+def test_silence_is_longer_than_the_window_an_order_at_its_end_is_not(gap, silent):
+    """"Inactive for longer than the window": an order at the deadline itself ends the episode."""
+    cfg = DetectorConfig(allowed_lateness_ms=0, marketing_consent_required=False)  # emitted, so a return counts
+    decisions = run([ev("order", "c", T0), ev("order", "c", T0 + gap)], until=T0 + gap + 3 * DAY_MS, cfg=cfg)
+    assert kinds(decisions)[:2] == ([("silence", "at_risk", T0 + 7 * DAY_MS),
+                                     ("customer_returned", "now", T0 + gap)] if silent else [])
+
+
+def test_a_deadline_is_due_only_once_the_clock_is_past_it():
+    core = PartitionCore(Engine(DetectorConfig(allowed_lateness_ms=0)), {})
+    core.apply(DEC.validate(ev("order", "c", T0)))
+    assert core.index.get("c") == T0 + 7 * DAY_MS + 1
+    assert core.advance(T0 + 7 * DAY_MS) == []
+    assert kinds(core.advance(T0 + 7 * DAY_MS + 1)) == [("silence", "at_risk", T0 + 7 * DAY_MS)]
+
+
+@pytest.mark.parametrize(("read_at", "kinds_seen"), [
+    (T0 + 7 * DAY_MS + 14 * 60_000, []),                                       # within the lateness: cancels
+    (T0 + 7 * DAY_MS + 15 * 60_000, []),                                       # at its end: still in time
+    (T0 + 7 * DAY_MS + 16 * 60_000, ["silence", "silence_retracted"]),         # after it: trigger, then correction
+])
+def test_an_order_read_within_the_allowed_lateness_prevents_the_silence(read_at, kinds_seen):
+    """Live-like: no reorder buffer, the clock at `read_at` (another customer's event) before the order."""
+    core = PartitionCore(Engine(), {})  # the default allowed lateness: 15 minutes
+    out, _ = core.apply(DEC.validate(ev("order", "c", T0)))
+    out += core.apply(DEC.validate(ev("order", "other", read_at)))[0] + core.advance(read_at)
+    out += core.apply(DEC.validate(ev("order", "c", T0 + 7 * DAY_MS - 2 * 60_000)))[0]
+    assert [d.kind for d in out] == kinds_seen
+
+
 def test_a_new_order_after_a_silence_starts_a_new_episode_with_new_ids():
     events = [ev("order", "c", T0), ev("order", "c", T0 + 10 * DAY_MS)]
     decisions = run(events, until=T0 + 18 * DAY_MS)
@@ -231,7 +262,7 @@ def test_index_is_rebuilt_from_stored_state_after_recovery():
     recovered = {k: CustomerState.decode(v.encode()) for k, v in store.items()}
     fresh = PartitionCore(engine, recovered, partition=3)
     assert fresh.rebuild(recovered.items()) == 1
-    assert [d.stage for d in fresh.advance(T0 + 7 * DAY_MS)] == ["at_risk"]
+    assert [d.stage for d in fresh.advance(T0 + 7 * DAY_MS + engine.cfg.allowed_lateness_ms + 1)] == ["at_risk"]
     other = PartitionCore(engine, recovered, partition=4)  # a standby's or another partition's keys
     assert other.rebuild(recovered.items()) == 0
 
@@ -385,3 +416,17 @@ def test_a_busy_customer_stays_within_the_state_budget():
         typical.apply(DEC.validate(e))
         typical.advance(typical.max_event)
     assert len(typical.store["bob"].encode()) < 450, len(typical.store["bob"].encode())
+
+
+def test_a_version_5_state_counts_every_fired_stage_of_its_episode_as_contacted():
+    """Encoding 5 did not say which stages went out: the episode under way ends under the old rule."""
+    core = PartitionCore(Engine(), {})
+    core.apply(DEC.validate(ev("order", "c", T0)))
+    core.advance(T0 + 15 * DAY_MS)  # at_risk and dormant fired (suppressed: no consent)
+    st = core.store["c"]
+    assert (st.silence_stage, st.contacted) == (2, 0)
+    v5 = st.to_list()[:-3]  # without what encoding 6 appends: contacts, incidents, contacted
+    v5[0] = 5
+    old = CustomerState.from_list(v5)
+    assert old.contacted == 0b11
+    assert CustomerState.decode(old.encode()).to_list()[0] == ENCODING_VERSION == 6

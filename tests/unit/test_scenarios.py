@@ -75,7 +75,9 @@ def test_every_signal_and_rule_has_a_scenario():
 @pytest.mark.parametrize("name", NAMES)
 def test_scenario(name):
     spec, out, rejects = run_scenario(name)
-    assert [(r.position, r.reason) for r in rejects] == [(r["line"], r["reason"]) for r in spec.get("rejects", [])]
+    # by line: a conflict is found when its event is applied, after the reorder buffer held it
+    expected_rejects = [(r["line"], r["reason"]) for r in spec.get("rejects", [])]
+    assert sorted((r.position, r.reason) for r in rejects) == expected_rejects
     envelope, payload = load_schema("cloudevent-v1.json"), load_schema("trigger-v1.json")
     for ce in out:
         jsonschema.validate(ce, envelope)

@@ -49,9 +49,12 @@ def test_packed_states_of_a_replay_round_trip_and_fit_the_budget():
         assert _same(unpack(raw), state.to_list())
         assert raw[:1] != b"["  # never mistaken for the JSON encoding
         sizes.append(len(raw))
-    # 300 until encoding 6 (297 measured); its contacts and open incidents (contact cap, one contact per
-    # incident) add ~10 on this sample, after `suppression.forget` drops what no decision can count
-    assert statistics.fmean(sizes) <= 310
+    # The budget was 300 until detector 2.3.0 (297 measured). Encoding 6 keeps what the playbooks' rules
+    # need: the latest contacts (contact cap), the open service incidents (one contact per incident), the
+    # stages contacted about (a return only after a win-back that went out), and holdout members'
+    # win-back bookkeeping: 308.6 on this sample, after contacts were packed as plain times (311.2
+    # before). A deliberate new budget, not slack: any further growth fails here.
+    assert statistics.fmean(sizes) <= 310, statistics.fmean(sizes)
 
 
 @pytest.mark.parametrize("bad", [b"\x61", b"\x61\x90", b"\x62\x01", b"\x61\x01\x00", b"\x61\x83\x00"])

@@ -120,7 +120,8 @@ def test_silence_ids_are_those_of_earlier_versions_and_returns_name_them():
     """A silence stage fires once per episode (the last order's time), so customer, kind, episode and
     stage alone tell it apart: its id is what it always was, and the returns and retractions that
     name it by id still match it across versions and configurations."""
-    evs = [order("grace", T0, "g1", "g1"), order("grace", T0 + 10 * DAY_MS, "g2", "g2", amount=25.0)]
+    grant = ev("consent", "grace", T0, "g0", channel="all", granted=True)  # the win-back goes out: a return
+    evs = [grant, order("grace", T0, "g1", "g1"), order("grace", T0 + 10 * DAY_MS, "g2", "g2", amount=25.0)]
     decisions = replay(CONFIGS["default"], evs)
     silence, returned = decisions[0], decisions[1]
     assert (silence.kind, silence.stage, returned.kind) == ("silence", "at_risk", "customer_returned")
