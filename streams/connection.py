@@ -213,19 +213,22 @@ def load_connection(file: Mapping[str, Any], env: Mapping[str, str], flags: Mapp
     unknown = set(file) - set(NAMES)
     if unknown:
         raise ConfigError(f"[kafka]: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(NAMES)}")
+    sources = [(flags.get, "flags"), (lambda n: env.get(env_name(n)) or None, "environment"), (file.get, "[kafka]")]
     raw: dict[str, Any] = {}
     for name in NAMES:
-        for source in (flags.get(name), env.get(env_name(name)) or None, file.get(name)):
-            if source is not None:
-                raw[name] = source
-                break
-    for name in FILE_SETTINGS:
-        path = raw.pop(f"{name}_file", None)
-        if path is None:
+        if name.endswith("_file"):
             continue
-        if name in raw:
-            raise ConfigError(f"{name}: set {env_name(name)} or {env_name(name)}_FILE, not both")
-        raw[name] = _read_secret_file(name, str(path))
+        for get, where in sources:
+            # NAME and NAME_file are one setting: the first source that gives either wins
+            value, path = get(name), (get(f"{name}_file") if name in FILE_SETTINGS else None)
+            if value is not None and path is not None:
+                raise ConfigError(f"{name}: set {env_name(name)} or {env_name(name)}_FILE, not both ({where})")
+            if path is not None:
+                raw[name] = _read_secret_file(name, str(path))
+                break
+            if value is not None:
+                raw[name] = value
+                break
     protocol = str(raw.get("security_protocol", "PLAINTEXT")).strip().upper()
     if protocol not in PROTOCOLS:
         raise ConfigError(f"security_protocol ({env_name('security_protocol')}): expected one of "

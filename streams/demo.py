@@ -86,7 +86,8 @@ async def _run(settings: Settings, duration: float | None, customers: int, rate:
     web_port = free_port()
     log_path = Path(tempfile.gettempdir()) / f"churn-signals-demo-worker-{os.getpid()}.log"
     # the worker connects as the demo does (its flags included), on a port of its own
-    env = {**os.environ, **settings.kafka.as_env(), "CHURN_WEB_PORT": str(web_port)}
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_SASL", "KAFKA_SSL"))}
+    env = {**inherited, **settings.kafka.as_env(), "CHURN_WEB_PORT": str(web_port)}
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT,

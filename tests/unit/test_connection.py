@@ -177,3 +177,15 @@ def test_connection_flags_and_password_files(tmp_path, ca_file):
     r = cli("produce", "--help")
     assert "--sasl-password-file" in r.stdout
     assert "--sasl-password " not in r.stdout  # a password is never a flag: argv is public
+
+
+def test_a_password_from_a_higher_source_wins_over_a_file_from_a_lower_one(tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("from-file")
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'[kafka]\nsasl_password_file = "{pw}"\n')
+    conn = load_settings(env={**_scram(), "CHURN_CONFIG": str(toml)}).kafka
+    assert conn.sasl_password is not None and conn.sasl_password.value == PASSWORD
+    env = {k: v for k, v in _scram().items() if k != "KAFKA_SASL_PASSWORD"}
+    conn = load_settings(env=env, kafka={"sasl_password_file": str(pw)}).kafka
+    assert conn.sasl_password is not None and conn.sasl_password.value == "from-file"
