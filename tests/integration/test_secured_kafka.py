@@ -30,7 +30,7 @@ from streams.samples import SampleGenerator
 from streams.settings import Topics
 from tests.conftest import ROOT, WorkerProcess, broker_kinds, consume
 from tests.kafka.launcher import KafkaBroker
-from tests.kafka.secure import PASSWORD, USER, Certificates, secured_broker
+from tests.kafka.secure import PASSWORD, PLAIN_PASSWORD, PLAIN_USER, USER, Certificates, secured_broker
 from tests.unit.test_cli import cli
 
 pytestmark = [pytest.mark.timeout(240),
@@ -203,3 +203,18 @@ def test_a_wrong_protocol_is_one_line(secured, tmp_path):
     no_sasl = _sasl_env(secured, KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SASL_MECHANISM="", KAFKA_SASL_USERNAME="",
                         KAFKA_SASL_PASSWORD_FILE="")
     _one_line(cli("produce", log, env=no_sasl), "the listener requires SASL authentication")
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "PLAIN"])
+def test_the_other_sasl_mechanisms(secured, tmp_path, mechanism):
+    broker, _, _ = secured
+    topics = _topics()
+    over = {"KAFKA_SASL_MECHANISM": mechanism}
+    if mechanism == "PLAIN":  # the broker's PLAIN users live in its JAAS config, not in the SCRAM store
+        over |= {"KAFKA_SASL_USERNAME": PLAIN_USER, "KAFKA_SASL_PASSWORD_FILE": "",
+                 "KAFKA_SASL_PASSWORD": PLAIN_PASSWORD}
+    events = [{"event_id": "p1", "type": "order", "customer_id": "c-p", "occurred_at": iso_ms(END),
+               "order_id": "o-p", "category": "home", "amount": 3.0}]
+    p = cli("produce", str(_log(tmp_path, events)), env=_sasl_env(secured, topics, **over))
+    assert p.returncode == 0, p.stderr
+    assert len(consume(broker.bootstrap_for("PLAINTEXT"), topics.orders, until=lambda m: len(m) >= 1)) == 1
