@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from detectors.envelope import iso_ms  # noqa: E402  (path set above so the script runs from anywhere)
 from streams.broker import EmbeddedBroker, free_port  # noqa: E402
+from streams.connection import KafkaConnection  # noqa: E402
 from streams.core import kind as core_kind  # noqa: E402
 from streams.settings import Settings, Topics  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
@@ -100,7 +101,7 @@ def generate(n: int, customers: int, seed: int) -> list[tuple[str, bytes, bytes]
 
 
 async def produce(bootstrap: str, prefix: str, records: list[tuple[str, bytes, bytes]], partitions: int) -> None:
-    settings = Settings(bootstrap=bootstrap, topics=Topics().with_prefix(prefix), partitions=partitions)
+    settings = Settings(kafka=KafkaConnection(bootstrap), topics=Topics().with_prefix(prefix), partitions=partitions)
     await ensure_topics(settings)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=256 * 1024)
     await producer.start()

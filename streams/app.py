@@ -102,6 +102,7 @@ def faust_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=settings.broker_url,
+        broker_credentials=settings.kafka.faust_credentials(),  # SASL and TLS, as every other client
         store="memory://",
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
@@ -217,9 +218,10 @@ class Health:
     def __init__(self, app: Any, settings: Settings, metrics: Metrics, view: ConsumerView) -> None:
         self.app, self.settings, self.metrics, self.view = app, settings, metrics, view
         self.broker_reachable = False
+        self.ssl = settings.kafka.ssl_context()  # the probe asks the listener the clients use, as they do
 
     async def check_broker(self) -> None:
-        reachable = await broker_reachable(self.settings.bootstrap or "")
+        reachable = await broker_reachable(self.settings.bootstrap or "", ssl=self.ssl)
         if reachable != self.broker_reachable:
             log.log(logging.INFO if reachable else logging.WARNING,
                     "broker %s", "reachable again" if reachable else "unreachable (ApiVersions failed)")
@@ -272,8 +274,12 @@ def schedule(app: Any, settings: Settings, runtime: Runtime, view: ConsumerView,
             root.setLevel(level)
 
     @app.task
+    async def announce_connection() -> None:
+        log.info("Kafka: %s", settings.kafka.describe())  # how, never a secret (KafkaConnection.describe)
+
+    @app.task
     async def first_broker_check() -> None:
-        health.broker_reachable = await broker_reachable(settings.bootstrap or "")
+        health.broker_reachable = await broker_reachable(settings.bootstrap or "", ssl=health.ssl)
 
     @app.timer(5.0)
     async def broker_check() -> None:

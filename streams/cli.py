@@ -1,8 +1,9 @@
 """The `churn-signals` command line.
 
 Every failure a user can cause (bad flag, bad config, unreachable broker,
-unreadable file) ends in one line on stderr and a non-zero exit code, never a
-traceback.
+wrong password, untrusted certificate, unreadable file) ends in one line on
+stderr and a non-zero exit code, never a traceback. Variables named like a
+setting that no setting reads (typos) are reported at start-up.
 """
 
 from __future__ import annotations
@@ -16,17 +17,63 @@ from typing import Any
 from schemas.decode import to_epoch_ms
 from schemas.errors import ChurnSignalsError, CommandError
 from schemas.validator import parse_rfc3339
+from streams.connection import MECHANISMS, PROTOCOLS
 from streams.core import check_fresh
-from streams.settings import Settings, load_settings
+from streams.settings import Settings, load_settings, unknown_variables
 
 PROG = "churn-signals"
 
 ENV_HELP = """environment:
-  KAFKA_BOOTSTRAP_SERVERS   Kafka bootstrap servers (host:port,...); unset = embedded broker
-  CHURN_CONFIG              TOML file with [worker] and [detector] tables
+  KAFKA_BOOTSTRAP_SERVERS   Kafka bootstrap servers (host:port,...)
+  KAFKA_SECURITY_PROTOCOL   PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; KAFKA_SASL_*, KAFKA_SSL_*: how to
+                            authenticate (the Kafka connection flags, as variables; passwords also _FILE)
+  CHURN_CONFIG              TOML file with [kafka], [worker] and [detector] tables
   CHURN_<SETTING>           worker setting, e.g. CHURN_PARTITIONS=8, CHURN_TOPIC_ORDERS=orders-eu
   CHURN_DETECTOR_<NAME>     detector setting, e.g. CHURN_DETECTOR_SILENCE_WINDOWS=grocery=5d/10d
 See the README's configuration reference for every setting."""
+
+#: the commands that connect to Kafka take the connection flags
+KAFKA_COMMANDS = ("worker", "demo", "produce", "replay", "shadow", "explain")
+EMBEDDED_PORT = 9092
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from detectors.config import DETECTOR_VERSION
+    from streams.core import kind
+
+    try:
+        package = version("churn-signals")
+    except PackageNotFoundError:  # a source tree without install
+        package = "unknown"
+    return f"{PROG} {package} (detector {DETECTOR_VERSION}, core {kind()})"
+
+
+def add_kafka_flags(p: argparse.ArgumentParser) -> None:
+    """The [kafka] settings as flags (over KAFKA_* and the file). Secrets only as files: argv is public."""
+    g = p.add_argument_group("Kafka connection (flag > KAFKA_* variable > [kafka] in CHURN_CONFIG)")
+    g.add_argument("--bootstrap-servers", metavar="HOST:PORT[,...]", help="KAFKA_BOOTSTRAP_SERVERS")
+    g.add_argument("--security-protocol", choices=PROTOCOLS, type=str.upper,
+                   help="KAFKA_SECURITY_PROTOCOL (default PLAINTEXT)")
+    g.add_argument("--sasl-mechanism", choices=MECHANISMS, type=str.upper, help="KAFKA_SASL_MECHANISM")
+    g.add_argument("--sasl-username", metavar="NAME", help="KAFKA_SASL_USERNAME")
+    g.add_argument("--sasl-username-file", metavar="FILE", help="KAFKA_SASL_USERNAME_FILE")
+    g.add_argument("--sasl-password-file", metavar="FILE", help="KAFKA_SASL_PASSWORD_FILE (the password itself: "
+                   "KAFKA_SASL_PASSWORD, never a flag)")
+    g.add_argument("--ssl-cafile", metavar="FILE", help="KAFKA_SSL_CAFILE: CA certificates that signed the "
+                   "brokers' certificates (default: the system's)")
+    g.add_argument("--ssl-certfile", metavar="FILE", help="KAFKA_SSL_CERTFILE: client certificate for mutual TLS")
+    g.add_argument("--ssl-keyfile", metavar="FILE", help="KAFKA_SSL_KEYFILE: its private key")
+    g.add_argument("--ssl-key-password-file", metavar="FILE", help="KAFKA_SSL_KEY_PASSWORD_FILE")
+    g.add_argument("--ssl-check-hostname", action=argparse.BooleanOptionalAction, default=None,
+                   help="KAFKA_SSL_CHECK_HOSTNAME: a broker's certificate must name the host dialled (default on)")
+
+
+def kafka_flags(args: argparse.Namespace) -> dict[str, Any]:
+    from streams.connection import NAMES
+
+    return {name: getattr(args, name) for name in NAMES if getattr(args, name, None) is not None}
 
 
 def _parse_time(value: str) -> int:
@@ -46,14 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=ENV_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, help_: str, description: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=description, epilog=ENV_HELP,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser = sub.add_parser(name, help=help_, description=description, epilog=ENV_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name in KAFKA_COMMANDS:
+            add_kafka_flags(parser)
+        return parser
 
-    w = add("worker", "run the live detector", "Run the live detector worker. Uses KAFKA_BOOTSTRAP_SERVERS, "
-            "or starts the embedded broker on loopback when it is unset.")
+    w = add("worker", "run the live detector", "Run the live detector worker on the Kafka cluster of "
+            "KAFKA_BOOTSTRAP_SERVERS (or --bootstrap-servers), or with --embedded-broker on a throwaway "
+            "in-memory broker it starts on loopback. One of the two must be chosen.")
+    w.add_argument("--embedded-broker", nargs="?", type=int, const=EMBEDDED_PORT, metavar="PORT",
+                   help=f"start the embedded broker (memory only: trying things out, never production) on "
+                   f"127.0.0.1:PORT (default {EMBEDDED_PORT}) and work on it")
     w.add_argument("--web-port", type=int, help="port of /metrics and /healthz (default 6066)")
     w.add_argument("--partitions", type=int, help="partitions of topics it creates (default 4)")
     w.add_argument("--app-id", help="consumer group and changelog prefix (default churn-signals)")
@@ -78,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--port", type=int, default=9092, help="listen port on 127.0.0.1 (default 9092)")
 
     d = add("demo", "broker + worker + sample traffic, triggers printed live",
-            "Start the embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set) and a worker, publish a "
-            "realistic 120-day history ending now, keep sending live events and print every trigger.")
+            "Start the embedded broker (unless a bootstrap server is given: then that cluster) and a worker, "
+            "publish a realistic 120-day history ending now, keep sending live events and print every trigger.")
     d.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     d.add_argument("--customers", type=int, default=60, help="sample customers (default 60)")
     d.add_argument("--rate", type=float, default=1.0, help="live orders per second (default 1)")
@@ -106,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_fresh()
+        if args.command != "broker":
+            for line in unknown_variables():
+                print(f"{PROG} {args.command}: warning: {line}", file=sys.stderr, flush=True)
         return _dispatch(args)
     except ChurnSignalsError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
@@ -121,7 +179,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "worker":
         overrides = {"web_port": args.web_port, "partitions": args.partitions, "app_id": args.app_id,
                      "log_level": args.log_level}
-    settings = load_settings(overrides=overrides)
+    settings = load_settings(overrides=overrides, kafka=kafka_flags(args))
     if args.command == "fit":
         from streams.fit import run_fit
 
@@ -133,7 +191,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "worker":
         from streams.worker import run_worker
 
-        return run_worker(settings)
+        return run_worker(settings, args.embedded_broker)
     if args.command == "demo":
         from streams.demo import run_demo
 

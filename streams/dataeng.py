@@ -175,7 +175,7 @@ def _open_source(settings: Settings, args: argparse.Namespace) -> Any:
         if not args.start.isdigit() and args.start != "earliest" and parse_rfc3339(args.start) is None:
             raise CommandError(f"--start: expected beginning, an offset or an RFC 3339 time, got {args.start!r}")
         start = StartAt.parse(args.start, to_epoch_ms)
-    return open_source(args.source, settings.bootstrap, settings.topics.inputs, start)
+    return open_source(args.source, settings.kafka, settings.topics.inputs, start)
 
 
 def _replayer(settings: Settings, args: argparse.Namespace, cfg: Any = None, **kw: Any) -> Any:
@@ -198,7 +198,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
             raise CommandError("choose one of --out and --out-topic")
         if not settings.bootstrap:
             raise CommandError("--out-topic needs a broker: set KAFKA_BOOTSTRAP_SERVERS")
-        sink = TopicSink(settings.bootstrap, args.out_topic, args.audit_topic, partitions=settings.partitions)
+        sink = TopicSink(settings.kafka, args.out_topic, args.audit_topic, partitions=settings.partitions)
     else:
         sink = FileSink(args.out)
     rejects = RejectSink(args.rejects) if args.rejects else None

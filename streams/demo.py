@@ -16,16 +16,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from detectors.envelope import iso_ms
 from schemas.decode import to_epoch_ms
 from streams.broker import EmbeddedBroker, free_port
+from streams.connection import start
 from streams.samples import SampleGenerator
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -86,7 +85,9 @@ async def _run(settings: Settings, duration: float | None, customers: int, rate:
     await ensure_topics(settings)
     web_port = free_port()
     log_path = Path(tempfile.gettempdir()) / f"churn-signals-demo-worker-{os.getpid()}.log"
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap, "CHURN_WEB_PORT": str(web_port)}
+    # the worker connects as the demo does (its flags included), on a port of its own
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_SASL", "KAFKA_SSL"))}
+    env = {**inherited, **settings.kafka.as_env(), "CHURN_WEB_PORT": str(web_port)}
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -96,13 +97,11 @@ async def _run(settings: Settings, duration: float | None, customers: int, rate:
     gen = SampleGenerator(seed=7, customers=customers)
     now = time.time_ns() // 1_000_000
     history = gen.history(now)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5)
-    consumer = AIOKafkaConsumer(
-        settings.topics.triggers, bootstrap_servers=settings.bootstrap, auto_offset_reset="earliest",
-        group_id=None, enable_auto_commit=False,
-    )
-    await producer.start()
-    await consumer.start()
+    producer = settings.kafka.producer(linger_ms=5)
+    consumer = settings.kafka.consumer(settings.topics.triggers, auto_offset_reset="earliest", group_id=None,
+                                       enable_auto_commit=False)
+    await start(settings.kafka, producer)
+    await start(settings.kafka, consumer)
     colour = sys.stdout.isatty()
     seen = 0
 
@@ -175,7 +174,7 @@ def run_demo(
     broker: EmbeddedBroker | None = None
     if not settings.bootstrap:
         broker = EmbeddedBroker().start()
-        settings = replace(settings, bootstrap=broker.bootstrap)
+        settings = settings.with_bootstrap(broker.bootstrap)
         print(f"embedded broker listening on {broker.bootstrap}", flush=True)
     try:
         return asyncio.run(_run(settings, duration, customers, rate, show_history))

@@ -15,17 +15,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from schemas import EVENT_TYPES
 from schemas.decode import to_epoch_ms
 from schemas.errors import CommandError
 from schemas.validator import parse_rfc3339
+from streams.connection import start
 from streams.progress import Progress
 from streams.settings import Settings
 from streams.sources import FileSource
-from streams.topics import quiet_connection_errors
 
 
 @dataclass
@@ -65,13 +63,8 @@ async def produce_file(settings: Settings, path: str, rate: float | None = None,
     bar = Progress(source.progress, label=f"produce {path}", mode=progress)
     started = time.monotonic()
     sent = 0
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5)
-    try:
-        with quiet_connection_errors():
-            await asyncio.wait_for(producer.start(), 15)
-    except (TimeoutError, KafkaError, OSError):
-        await producer.stop()
-        raise CommandError(f"cannot reach the Kafka broker at {settings.bootstrap}") from None
+    producer = settings.kafka.producer(acks="all", linger_ms=5)
+    await start(settings.kafka, producer)
     try:
         pending = []
         batch = 1000 if rate is None else max(1, min(1000, int(rate / 10)))

@@ -3,14 +3,16 @@
 Precedence: flag > environment > file > default. Every problem is a
 ConfigError with a one-line message naming the setting and how to fix it.
 
-    KAFKA_BOOTSTRAP_SERVERS   host:port[,host:port]; unset -> embedded broker
-    CHURN_CONFIG              path of a TOML file with [worker] and [detector] tables
+    KAFKA_BOOTSTRAP_SERVERS   host:port[,host:port]; unset -> no broker chosen (worker: --embedded-broker)
+    KAFKA_<CONNECTION>        security protocol, SASL, TLS: streams/connection.py ([kafka] in the file)
+    CHURN_CONFIG              path of a TOML file with [kafka], [worker] and [detector] tables
     CHURN_<WORKER SETTING>    e.g. CHURN_PARTITIONS=8, CHURN_TOPIC_ORDERS=orders-v2
     CHURN_DETECTOR_<NAME>     e.g. CHURN_DETECTOR_SILENCE_WINDOWS="grocery=5d/10d"
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -21,6 +23,8 @@ from detectors.config import DetectorConfig, parse_duration
 from schemas import EventDecoder
 from schemas.decode import MAX_DELIVERY_OFFSET_MS
 from schemas.errors import ConfigError
+from streams.connection import NAMES as KAFKA_NAMES
+from streams.connection import KafkaConnection, env_name, load_connection
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class Topics:
 
 @dataclass(frozen=True)
 class Settings:
-    bootstrap: str | None = None          # None -> start the embedded broker
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)  # every Kafka client connects with it
     app_id: str = "churn-signals"
     topics: Topics = field(default_factory=Topics)
     partitions: int = 4
@@ -88,6 +92,14 @@ class Settings:
                             channels=(detector or self.detector).channels)
 
     @property
+    def bootstrap(self) -> str | None:
+        """host:port[,host:port]; None when no broker was chosen."""
+        return self.kafka.bootstrap
+
+    def with_bootstrap(self, bootstrap: str) -> Settings:
+        return replace(self, kafka=self.kafka.with_bootstrap(bootstrap))
+
+    @property
     def broker_url(self) -> str:
         if not self.bootstrap:
             raise ConfigError("no broker: set KAFKA_BOOTSTRAP_SERVERS or use the embedded broker")
@@ -104,14 +116,16 @@ _WORKER_KEYS = {
 _TOPIC_KEYS = {f"topic_{f.name}": f.name for f in fields(Topics)}
 
 
-def load_settings(env: dict[str, str] | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Build Settings from CHURN_CONFIG file, environment and explicit overrides."""
+def load_settings(env: dict[str, str] | None = None, overrides: dict[str, Any] | None = None,
+                  kafka: dict[str, Any] | None = None) -> Settings:
+    """Build Settings from CHURN_CONFIG file, environment and explicit overrides (`kafka`: connection flags)."""
     env = dict(os.environ if env is None else env)
     worker: dict[str, Any] = {}
     detector: dict[str, Any] = {}
+    file_kafka: dict[str, Any] = {}
     path = env.get("CHURN_CONFIG")
     if path:
-        file_worker, file_detector = _read_file(Path(path))
+        file_kafka, file_worker, file_detector = _read_file(Path(path))
         worker.update(file_worker)
         detector.update(file_detector)
     for key, value in env.items():
@@ -124,7 +138,8 @@ def load_settings(env: dict[str, str] | None = None, overrides: dict[str, Any] |
     for key, value in (overrides or {}).items():
         if value is not None:
             worker[key] = value
-    settings = Settings(bootstrap=(env.get("KAFKA_BOOTSTRAP_SERVERS") or None))
+    settings = Settings(kafka=load_connection(file_kafka, env, {k: v for k, v in (kafka or {}).items()
+                                                                 if v is not None}))
     topics = Topics()
     prefix = worker.pop("topic_prefix", "")
     if prefix:
@@ -184,7 +199,7 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"topic names must be distinct, got {names}")
 
 
-def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -193,7 +208,41 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"worker", "detector"}
+    unknown = set(data) - {"kafka", "worker", "detector"}
     if unknown:
-        raise ConfigError(f"config file {path}: unknown table(s) {sorted(unknown)}; expected [worker] and [detector]")
-    return dict(data.get("worker", {})), dict(data.get("detector", {}))
+        raise ConfigError(f"config file {path}: unknown table(s) {sorted(unknown)}; "
+                          "expected [kafka], [worker] and [detector]")
+    return dict(data.get("kafka", {})), dict(data.get("worker", {})), dict(data.get("detector", {}))
+
+
+#: CHURN_* variables that are not settings: the config file, and the tests' Kafka jar cache
+_OTHER_CHURN = ("CHURN_CONFIG", "CHURN_KAFKA_CACHE")
+#: the KAFKA_* prefixes this project reads; other KAFKA_* variables belong to other software
+#: (Kubernetes service links such as KAFKA_PORT, a broker image's KAFKA_LISTENERS)
+_KAFKA_PREFIXES = ("KAFKA_BOOTSTRAP", "KAFKA_SECURITY", "KAFKA_SASL", "KAFKA_SSL")
+
+
+def unknown_variables(env: dict[str, str] | None = None) -> list[str]:
+    """One line per CHURN_* (or connection KAFKA_*) variable that no setting reads: typos, mostly.
+
+    Reported rather than refused: the environment of a deployment is shared by the
+    versions of a rolling upgrade, and a setting a newer version added must not stop an
+    older worker. CHURN_DETECTOR_* typos are refused by the detector config already.
+    """
+    env = dict(os.environ if env is None else env)
+    churn = [*_OTHER_CHURN, *(f"CHURN_{k.upper()}" for k in (*_WORKER_KEYS, *_TOPIC_KEYS))]
+    kafka = [env_name(n) for n in KAFKA_NAMES]
+    lines = []
+    for name in sorted(env):
+        if name.startswith("CHURN_DETECTOR_"):
+            continue
+        if name.startswith("CHURN_"):
+            known = churn
+        elif name.startswith(_KAFKA_PREFIXES):
+            known = kafka
+        else:
+            continue
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            lines.append(f"unknown setting {name} ignored" + (f"; did you mean {close[0]}?" if close else ""))
+    return lines

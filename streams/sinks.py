@@ -19,6 +19,7 @@ import orjson
 from detectors import Decision
 from detectors.envelope import CONTENT_TYPE, encode
 from schemas.errors import CommandError
+from streams.connection import KafkaConnection, start
 from streams.sources import Reject
 
 
@@ -64,13 +65,13 @@ class RejectSink:
         self.fh.close()
 
 
-async def _ensure_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+async def _ensure_topics(conn: KafkaConnection, names: list[str], partitions: int) -> None:
     from aiokafka.admin import NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    from streams.topics import _admin
+    from streams.topics import admin_client
 
-    admin = await _admin(bootstrap, 15.0)
+    admin = await admin_client(conn, 15.0)
     try:
         existing = {t["topic"] for t in await admin.describe_topics() if not t.get("error_code")}
         missing = [NewTopic(n, partitions, 1) for n in dict.fromkeys(names) if n not in existing]
@@ -88,35 +89,26 @@ class TopicSink:
     (their `decision` field says what they are).
     """
 
-    def __init__(self, bootstrap: str, topic: str, audit_topic: str | None = None, batch: int = 2000,
+    def __init__(self, conn: KafkaConnection, topic: str, audit_topic: str | None = None, batch: int = 2000,
                  partitions: int = 4) -> None:
         from aiokafka import AIOKafkaProducer
-        from aiokafka.errors import KafkaError
-
-        from streams.topics import quiet_connection_errors
 
         self.topic = topic
         self.audit_topic = audit_topic or topic
         self.batch = batch
         self.count = 0
         async def create() -> AIOKafkaProducer:  # aiokafka binds to the loop running when it is built
-            return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+            return conn.producer(acks="all", linger_ms=5)  # type: ignore[no-any-return]
 
         self.loop = asyncio.new_event_loop()
         try:  # brokers may not create topics on first write (auto.create.topics.enable=false)
-            self.loop.run_until_complete(_ensure_topics(bootstrap, [topic, self.audit_topic], partitions))
+            self.loop.run_until_complete(_ensure_topics(conn, [topic, self.audit_topic], partitions))
+            self.producer = self.loop.run_until_complete(create())
+            self.loop.run_until_complete(start(conn, self.producer))
         except BaseException:
             self.loop.close()
             raise
-        self.producer = self.loop.run_until_complete(create())
         self.pending: list[Any] = []
-        try:
-            with quiet_connection_errors():
-                self.loop.run_until_complete(asyncio.wait_for(self.producer.start(), 15))
-        except (TimeoutError, KafkaError, OSError):
-            self.loop.run_until_complete(self.producer.stop())
-            self.loop.close()
-            raise CommandError(f"cannot reach the Kafka broker at {bootstrap}") from None
 
     def write(self, ce: dict[str, Any], decision: Decision | None = None) -> None:
         emitted = ce["data"]["decision"] == "emit"

@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from schemas import Event, EventDecoder, InvalidEvent
 from schemas.errors import CommandError
+from streams.connection import KafkaConnection
 from streams.jsonl import close_log, iter_lines, open_log
 
 #: File names a directory source reads (anything else in the folder is ignored, and said so).
@@ -167,9 +168,10 @@ class TopicSource:
     appended after the start are not read, so a replay of a live topic ends.
     """
 
-    def __init__(self, bootstrap: str, topics: list[str], start: StartAt | None = None,
+    def __init__(self, conn: KafkaConnection, topics: list[str], start: StartAt | None = None,
                  idle_timeout: float = 30.0) -> None:
-        self.bootstrap = bootstrap
+        self.conn = conn
+        self.bootstrap = conn.bootstrap
         self.topics = topics
         self.start = start or StartAt()
         self.idle_timeout = idle_timeout
@@ -187,24 +189,24 @@ class TopicSource:
         from aiokafka import AIOKafkaConsumer, TopicPartition
         from aiokafka.errors import KafkaError
 
-        from streams.topics import quiet_connection_errors
+        from streams.connection import quiet_connection_errors, start
 
         async def create() -> AIOKafkaConsumer:  # aiokafka binds to the loop running when it is built
-            return AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+            return self.conn.consumer(group_id=None, enable_auto_commit=False,  # type: ignore[no-any-return]
+                                      auto_offset_reset="earliest")
 
         loop = asyncio.new_event_loop()
         consumer = loop.run_until_complete(create())
         try:
+            loop.run_until_complete(start(self.conn, consumer))
             try:
                 with quiet_connection_errors():
-                    loop.run_until_complete(asyncio.wait_for(consumer.start(), 15))
                     # The whole cluster's metadata, partitions included: a Kafka broker names in a
                     # client's own metadata only the topics it asked for (none yet).
                     cluster = loop.run_until_complete(consumer._client.fetch_all_metadata())
                     known = cluster.topics()
             except (TimeoutError, KafkaError, OSError):
-                raise CommandError(f"cannot reach the Kafka broker at {self.bootstrap}") from None
+                raise CommandError(f"cannot read the topics' metadata from {self.conn.describe()}") from None
             missing = [t for t in self.topics if t not in known]
             if missing:
                 raise CommandError(f"topic(s) not found on {self.bootstrap}: {', '.join(missing)}")
@@ -295,14 +297,14 @@ async def _in_loop(fn: Callable[..., Any], *args: Any) -> Any:
 Source = FileSource | DirectorySource | TopicSource
 
 
-def open_source(spec: str, bootstrap: str | None = None, input_topics: tuple[str, ...] = (),
+def open_source(spec: str, conn: KafkaConnection | None = None, input_topics: tuple[str, ...] = (),
                 start: StartAt | None = None) -> Source:
     """`kafka:` (the configured input topics), `kafka:TOPIC[,TOPIC]`, a directory, or a file."""
     if spec.startswith("kafka:"):
-        if not bootstrap:
+        if conn is None or not conn.bootstrap:
             raise CommandError("reading a topic needs a broker: set KAFKA_BOOTSTRAP_SERVERS")
         names = [t.strip() for t in spec[len("kafka:"):].split(",") if t.strip()] or list(input_topics)
-        return TopicSource(bootstrap, names, start)
+        return TopicSource(conn, names, start)
     if start is not None and start.kind != "beginning":
         raise CommandError("--start applies to topic sources (kafka:...); use --from to window a file")
     if spec != "-" and Path(spec).is_dir():

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from schemas.decode import to_epoch_ms
 from streams.samples import SampleGenerator
@@ -43,7 +42,7 @@ async def run(args: argparse.Namespace) -> int:
         print("set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
         return 2
     topics = settings.topics
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all")
+    producer = settings.kafka.producer(linger_ms=5, acks="all")
     for attempt in range(30):  # the broker may still be starting
         try:
             await producer.start()
@@ -51,7 +50,7 @@ async def run(args: argparse.Namespace) -> int:
         except Exception as exc:
             print(f"waiting for Kafka at {settings.bootstrap} ({type(exc).__name__})", flush=True)
             await producer.stop()
-            producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all")
+            producer = settings.kafka.producer(linger_ms=5, acks="all")
             await asyncio.sleep(min(10, 1 + attempt))
     else:
         return 1

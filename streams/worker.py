@@ -1,4 +1,9 @@
-"""`churn-signals worker`: prepare topics, then run the Faust worker until stopped."""
+"""`churn-signals worker`: prepare topics, then run the Faust worker until stopped.
+
+The embedded broker starts only when asked (`--embedded-broker`): a worker
+without a bootstrap server must not quietly detect churn on an in-memory toy
+and report ready, as it did when KAFKA_BOOTSTRAP_SERVERS was unset or misspelt.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import gc
 import logging
 from dataclasses import replace
 
+from schemas.errors import CommandError
 from streams.broker import EmbeddedBroker
 from streams.logs import logging_config
 from streams.settings import Settings
@@ -15,16 +21,29 @@ from streams.topics import ensure_topics
 log = logging.getLogger("churn_signals")
 
 
-def run_worker(settings: Settings) -> int:
+NO_BROKER = ("no Kafka chosen: set KAFKA_BOOTSTRAP_SERVERS (or --bootstrap-servers, or bootstrap_servers in "
+             "[kafka]) to use a cluster, or pass --embedded-broker for a throwaway in-memory broker on loopback")
+
+
+def run_worker(settings: Settings, embedded_port: int | None = None) -> int:
+    """Run until stopped; `embedded_port`: start the embedded broker there first (0: any free port)."""
     import faust
 
     from streams.app import create_app
 
     broker: EmbeddedBroker | None = None
-    if not settings.bootstrap:
-        broker = EmbeddedBroker().start()
-        settings = replace(settings, bootstrap=broker.bootstrap)
-        print(f"KAFKA_BOOTSTRAP_SERVERS unset: embedded broker listening on {broker.bootstrap}", flush=True)
+    if embedded_port is None and not settings.bootstrap:
+        raise CommandError(NO_BROKER)
+    if embedded_port is not None:
+        if settings.bootstrap:
+            raise CommandError(f"--embedded-broker starts a broker of its own, but a bootstrap server is set "
+                               f"({settings.bootstrap}): drop one of the two")
+        if settings.kafka.security_protocol != "PLAINTEXT":
+            raise CommandError("the embedded broker speaks PLAINTEXT only: drop KAFKA_SECURITY_PROTOCOL "
+                               "or --embedded-broker")
+        broker = EmbeddedBroker(port=embedded_port or None).start()
+        settings = settings.with_bootstrap(broker.bootstrap)
+        print(f"embedded broker (memory only) listening on {broker.bootstrap}", flush=True)
     try:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)

@@ -50,7 +50,9 @@ Broker
     ``server.properties`` entry (keystores, JAAS, replication factors). A quorum
     of several nodes shares one ``cluster_id``, sets ``controller.quorum.voters``
     (or ``controller.quorum.bootstrap.servers``) in ``extra_config`` and passes
-    the matching ``format_args`` (e.g. ``["--initial-controllers", ...]``).
+    the matching ``format_args`` (e.g. ``["--initial-controllers", ...]``). ``scram_users``
+    adds SCRAM credentials when the storage is formatted (``tests/kafka/secure.py`` builds a
+    SASL_SSL and an mTLS listener with them and certificates made by the test).
 
 Command line (``make kafka``; ``make kafka-jars`` only fetches)
     ``python -m tests.kafka.launcher [--port N] [--data-dir DIR]`` prints
@@ -348,6 +350,7 @@ class KafkaBroker:
         listeners: Mapping[str, int | None] | None = None,
         cluster_id: str | None = None,
         format_args: Sequence[str] | None = None,
+        scram_users: Sequence[tuple[str, str, str]] = (),
         jvm_opts: Sequence[str] = JVM_OPTS,
         class_data_sharing: bool = True,
     ) -> None:
@@ -360,6 +363,9 @@ class KafkaBroker:
         cluster_id: shared by all nodes of one cluster; random by default.
         format_args: the StorageTool format quorum option; default --standalone, or none when
             extra_config sets controller.quorum.voters (a static quorum).
+        scram_users: (mechanism, name, password) credentials written into the metadata log when
+            the storage is formatted (KRaft has no ZooKeeper to add them to later; every node of a
+            quorum is formatted with the same ones). Mechanism: SCRAM-SHA-256 or SCRAM-SHA-512.
         class_data_sharing: start from a class-data archive of the broker's classes (AppCDS, about
             1 s less per start on 2 cores). The first cleanly stopped broker writes it into the jar
             cache; any JVM that cannot use it warns in broker.out and starts as without it.
@@ -377,6 +383,7 @@ class KafkaBroker:
         self.extra_config = dict(extra_config or {})
         self.cluster_id = cluster_id or random_cluster_id()
         self.format_args = list(format_args) if format_args is not None else None
+        self.scram_users = list(scram_users)
         self.jvm_opts = list(jvm_opts)
         self.class_data_sharing = class_data_sharing
         self._archive_dump: tuple[Path, Path] | None = None  # (being written at exit, final name)
@@ -503,8 +510,10 @@ class KafkaBroker:
             quorum = self.format_args
         else:
             quorum = [] if "controller.quorum.voters" in self.config() else ["--standalone"]
+        scram = [arg for mechanism, name, password in self.scram_users
+                 for arg in ("--add-scram", f"{mechanism}=[name={name},password={password}]")]
         cmd = self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id,
-                         "-c", str(self.properties_path), *quorum, jvm_opts=TOOL_JVM_OPTS)
+                         "-c", str(self.properties_path), *quorum, *scram, jvm_opts=TOOL_JVM_OPTS)
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
                            check=False, cwd=self.data_dir)
         if r.returncode != 0:

@@ -13,6 +13,7 @@ import orjson
 
 from detectors import DetectorConfig, Engine, PartitionCore
 from detectors.envelope import iso_ms
+from streams.connection import KafkaConnection
 from streams.metrics import Metrics
 from streams.runtime import Outgoing, Runtime
 from streams.settings import Settings
@@ -23,7 +24,7 @@ NOW = T0 + 3_600_000
 
 
 def _settings() -> Settings:
-    return Settings(bootstrap="127.0.0.1:9092")
+    return Settings(kafka=KafkaConnection("127.0.0.1:9092"))
 
 
 def _runtime(table: dict[str, Stored]) -> Runtime:

@@ -12,6 +12,7 @@ import orjson
 
 from detectors import CustomerState
 from detectors.state import cat_entry
+from streams.connection import KafkaConnection
 from streams.metrics import Metrics
 from streams.runtime import Runtime
 from streams.settings import Settings
@@ -22,7 +23,7 @@ Logged = list[tuple[int, str, bytes]]
 
 
 def _runtime(table: dict[str, Stored]) -> Runtime:
-    return Runtime(Settings(bootstrap="127.0.0.1:9092"), table, Metrics(), lambda: NOW, write_back=True)
+    return Runtime(Settings(kafka=KafkaConnection("127.0.0.1:9092")), table, Metrics(), lambda: NOW, write_back=True)
 
 
 def _flush(rt: Runtime, logged: Logged | None = None) -> int:
@@ -101,7 +102,8 @@ def test_states_reach_the_changelog_once_per_customer_at_flush_and_the_table_the
 def test_write_back_gives_the_same_state_and_triggers_as_writing_every_event():
     events = _events("a", 30)
     through: dict[str, Stored] = {}
-    sent_through = _feed(Runtime(Settings(bootstrap="127.0.0.1:9092"), through, Metrics(), lambda: NOW), events)
+    sent_through = _feed(Runtime(Settings(kafka=KafkaConnection("127.0.0.1:9092")), through, Metrics(), lambda: NOW),
+                         events)
     back: dict[str, Stored] = {}
     rt = _runtime(back)
     counters: dict[str, int] = {}
