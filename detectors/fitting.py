@@ -8,10 +8,16 @@ t_x, observed for T (all since the first order, in the model's time unit),
         + [x > 0] Gamma(r+x) alpha^r / (Gamma(r) (alpha+t_x)^(r+x)) * B(a+1, b+x-1) / B(a, b)
 
 summed in log space (log-sum-exp) over customers, optimised over the log of
-the four parameters (they must stay positive). Orders on one UTC calendar day
-are one transaction, as in the paper; the summary uses the same conventions as
-the streaming state (detectors/engine.py), so fitted parameters mean the same
-thing live.
+the four parameters (they must stay positive).
+
+The summary is on the day grid: orders on one UTC calendar day are one
+transaction, as in the paper, and first order, last order and calibration end
+are taken to their UTC day before differencing, so t_x and T are whole days
+whatever the time of day orders are stamped at or whether `--until` is the
+start or the end of the last day (the paper's convention: a customer who
+first bought on 1997-01-01 has T = 272 days = 38.86 weeks at 1997-09-30). The
+snapshot (detectors/snapshot.py, `day_grid`) summarises the streaming state
+the same way, so fitted parameters mean the same thing live.
 
 Pure and deterministic (numpy, scipy), no I/O: the shell reads the events.
 """
@@ -49,6 +55,7 @@ class Summary:
 def summarize(orders: Iterable[tuple[str, int, float]], until_ms: int, unit_ms: int) -> Summary:
     """(customer, epoch ms, amount) orders -> per-customer x, t_x, T; orders after `until_ms` ignored."""
     acc: dict[str, list[Any]] = {}   # customer -> [first, last, days set, n, total]
+    until_day = until_ms // DAY_MS
     for cid, ts, amount in orders:
         if ts > until_ms:
             continue
@@ -63,14 +70,16 @@ def summarize(orders: Iterable[tuple[str, int, float]], until_ms: int, unit_ms: 
             a[4] += amount
     customers = sorted(acc)
     rows = [acc[c] for c in customers]
-    first = np.array([r[0] for r in rows], dtype=np.float64)
-    last = np.array([r[1] for r in rows], dtype=np.float64)
+    # day grid: whole UTC days between first order, last order and calibration end
+    first = np.array([r[0] // DAY_MS for r in rows], dtype=np.float64)
+    last = np.array([r[1] // DAY_MS for r in rows], dtype=np.float64)
+    day = DAY_MS / unit_ms
     return Summary(
         customers=customers,
         x=np.array([len(r[2]) - 1 for r in rows], dtype=np.float64),
-        t_x=(last - first) / unit_ms,
-        T=(until_ms - first) / unit_ms,
-        recency_days=(until_ms - last) / DAY_MS,
+        t_x=(last - first) * day,
+        T=(until_day - first) * day,
+        recency_days=until_day - last,
         avg_value=np.array([r[4] / r[3] for r in rows], dtype=np.float64),
     )
 

@@ -34,19 +34,24 @@ from detectors.envelope import iso_ms
 from detectors.state import CustomerState
 
 
-def _history(cfg: DetectorConfig, st: CustomerState, now: int) -> tuple[int, float, float]:
-    """BG/NBD summary (x, t_x, T) in model units; same conventions as `fit`."""
-    assert cfg.cadence is not None
-    unit = cfg.cadence.unit_ms
-    return (max(0, st.n_days - 1), (st.last_order - st.first_order) / unit,
-            (max(now, st.last_order) - st.first_order) / unit)
+def day_grid(st: CustomerState, now: int, unit_ms: int) -> tuple[int, float, float]:
+    """The model summary (x, t_x, T) in `unit_ms`, on the day grid `fit` uses (detectors/fitting.py).
+
+    First order, last order and `now` are taken to their UTC day before
+    differencing, so the score does not depend on the time of day orders were
+    stamped at or on where in its last day the snapshot is taken.
+    """
+    first = st.first_order // DAY_MS
+    day = DAY_MS / unit_ms
+    return (max(0, st.n_days - 1), (st.last_order // DAY_MS - first) * day,
+            (max(now, st.last_order) // DAY_MS - first) * day)
 
 
 def model_view(cfg: DetectorConfig, st: CustomerState, now: int) -> dict[str, float] | None:
     p = cfg.cadence
     if p is None or st.n_orders == 0:
         return None
-    x, t_x, t = _history(cfg, st, now)
+    x, t_x, t = day_grid(st, now, p.unit_ms)
     h = cfg.risk_horizon_ms / p.unit_ms
     expected = cadence.expected_orders(p, x, t_x, t, h)
     p_none = cadence.p_no_order(p, x, t_x, t, h)

@@ -17,10 +17,10 @@ from detectors.config import DAY_MS
 from detectors.envelope import iso_ms
 from detectors.fitting import summarize
 from detectors.silence import stage_plan
-from detectors.snapshot import model_view
+from detectors.snapshot import day_grid, model_view
 from schemas import EventDecoder
 from schemas.decode import to_epoch_ms
-from streams.cdnow import convert, read_cdnow
+from streams.cdnow import convert
 from streams.fit import fit_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,14 +39,33 @@ def sample_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _restamped(log: Path, out: Path, clock: str) -> Path:
+    """The same orders stamped at another time of day (CDNOW dates carry none)."""
+    out.write_bytes(log.read_bytes().replace(b"T00:00:00Z", f"T{clock}Z".encode()))
+    return out
+
+
 def test_fit_reproduces_fader_hardie_lee_on_the_cdnow_sample(sample_log):
     fitted = fit_file(str(sample_log), to_epoch_ms(CAL_END), "weeks")
     for name, published in PAPER.items():
-        assert fitted[name] == pytest.approx(published, rel=0.01), name
-    assert fitted["log_likelihood"] == pytest.approx(-9582.4, abs=0.5)
+        assert fitted[name] == pytest.approx(published, rel=0.005), name
+    assert fitted["log_likelihood"] == pytest.approx(-9582.4, abs=0.05)
     assert fitted["customers"] == 2357
     assert fitted["repeat_transactions"] == 2457  # same-day purchases collapsed, as in the paper
     assert fitted["time_unit"] == "weeks"
+
+
+@pytest.mark.parametrize(("clock", "until"), [("12:00:00", "1997-09-30T23:59:59Z"),
+                                              ("23:30:00", "1997-09-30T23:59:59.999Z"),
+                                              ("00:00:00", "1997-09-30T18:00:00Z")])
+def test_the_fit_does_not_depend_on_the_time_of_day(sample_log, tmp_path, clock, until):
+    """Noon-stamped orders and --until at the end of the last day fit as the paper's whole days do."""
+    log = _restamped(sample_log, tmp_path / "restamped.jsonl", clock)
+    fitted = fit_file(str(log), to_epoch_ms(until), "weeks")
+    for name, published in PAPER.items():
+        assert fitted[name] == pytest.approx(published, rel=0.005), name
+    assert fitted["log_likelihood"] == pytest.approx(-9582.4, abs=0.05)
+    assert fitted["repeat_transactions"] == 2457
 
 
 def test_fit_command_writes_a_parameter_file_replay_accepts(sample_log, tmp_path):
@@ -85,21 +104,34 @@ def test_a_broken_parameter_file_is_one_line(tmp_path):
     assert "cadence parameter r must be a positive number" in r.stderr
 
 
-def test_streaming_state_is_the_batch_summary(sample_log):
-    """Per order O(1) updates of x, t_x, T end where the batch summary of the same orders is."""
-    until = to_epoch_ms(CAL_END)
+@pytest.mark.parametrize("clock", ["00:00:00", "13:45:00"])
+def test_streaming_state_is_the_batch_summary(sample_log, tmp_path, clock):
+    """Per order O(1) updates of x, t_x, T end where the batch summary of the same orders is, on the day grid."""
+    until = to_epoch_ms(CAL_END) + 20 * 3_600_000  # late on the last day: still that day
+    log = _restamped(sample_log, tmp_path / "restamped.jsonl", clock)
     core = PartitionCore(Engine(), {})
     decoder = EventDecoder()
-    for line in sample_log.read_bytes().splitlines():
+    orders = []
+    for line in log.read_bytes().splitlines():
         ev = decoder.decode(line)
         if ev.ts <= until:
             core.apply(ev)
-    orders = [(c, ms, v) for c, ms, v, _ in read_cdnow(SAMPLE)]
+            orders.append((ev.customer_id, ev.ts, float(ev.data["amount"])))
     s = summarize(orders, until, WEEK)
+    assert s.T.max() == pytest.approx(272 / 7)  # first bought 1997-01-01: 38.86 weeks, as in the paper
     for cid, x, t_x, big_t in zip(s.customers, s.x, s.t_x, s.T, strict=True):
-        st = core.store[cid]
-        assert (st.n_days - 1, (st.last_order - st.first_order) / WEEK, (until - st.first_order) / WEEK) == (
-            x, pytest.approx(t_x), pytest.approx(big_t))
+        assert day_grid(core.store[cid], until, WEEK) == (x, pytest.approx(t_x), pytest.approx(big_t))
+
+
+def test_the_snapshot_view_does_not_depend_on_the_time_of_day():
+    cfg = DetectorConfig(cadence=PAPER_PARAMS)
+    morning = _customer([0, 9, 30], clock="2026-01-01T06:00:00Z")
+    evening = _customer([0, 9, 30], clock="2026-01-01T22:00:00Z")
+    day_60 = to_epoch_ms("2026-03-02T00:00:00Z")
+    views = [model_view(cfg, st, now) for st in (morning, evening) for now in (day_60, day_60 + DAY_MS - 1)]
+    assert views[0] is not None
+    assert views[0]["p_alive"] < 1
+    assert all(v == views[0] for v in views)
 
 
 @pytest.mark.parametrize(("x", "t_x"), [(1, 2.0), (2, 30.43), (7, 35.0), (20, 38.0)])
@@ -132,9 +164,9 @@ def test_closed_forms_behave():
     assert expected_orders(p, 0, 0.0, 0.0, t) == pytest.approx(unconditional, rel=1e-9)
 
 
-def _customer(order_days: list[int], category: str = "other") -> CustomerState:
+def _customer(order_days: list[int], category: str = "other", clock: str = "2026-01-01T10:00:00Z") -> CustomerState:
     core = PartitionCore(Engine(), {})
-    t0 = to_epoch_ms("2026-01-01T10:00:00Z")
+    t0 = to_epoch_ms(clock)
     for i, d in enumerate(order_days):
         core.apply(EventDecoder().validate({
             "event_id": f"e{i}", "type": "order", "customer_id": "c", "occurred_at": iso_ms(t0 + d * DAY_MS),
