@@ -75,7 +75,7 @@ kafka: $(STAMP)  ## start a local Apache Kafka broker (KRaft) on loopback for tr
 kafka-jars: $(STAMP) system-deps  ## only fetch the Apache Kafka jars the tests use (Maven Central, into .cache/kafka)
 	$(PY) -m tests.kafka.launcher --fetch-only
 
-bench-quality: $(STAMP) $(CORE)  ## CDNOW: ROC AUC of the streaming risk vs batch BG/NBD, a 90-day rule and recency
+bench-quality: $(STAMP) $(CORE)  ## CDNOW: ROC AUC of the streaming risk (Pareto/NBD, BG/NBD) vs batch models, a 90-day rule and recency
 	$(PY) -m bench.quality
 
 bench-replay: $(STAMP) $(CORE)  ## replay of a 1M-event synthetic log on one core: events/s, bytes/customer, ratio to a bare parse

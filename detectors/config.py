@@ -30,6 +30,7 @@ from detectors.config_values import (
     parse_duration,
     parse_windows,
 )
+from detectors.pareto import ParetoParams
 from detectors.rfm import RfmCuts
 from schemas.decode import ALL_CHANNELS, CHANNEL_NAME, DEFAULT_CHANNELS
 from schemas.errors import ConfigError
@@ -109,7 +110,10 @@ class DetectorConfig:
     cadence_at_risk_p_alive: float = 0.5
     cadence_dormant_p_alive: float = 0.3
     cadence_lost_p_alive: float = 0.1
-    #: Horizon of the snapshot risk: P(no order within this horizon).
+    #: Pareto/NBD population parameters from `fit` (its `pareto_nbd` object): the snapshot `risk`
+    #: ranks by its expected orders when set (detectors/snapshot.py); deadlines stay BG/NBD's.
+    pareto: ParetoParams | None = None
+    #: Horizon of the snapshot risk: expected orders within this horizon.
     risk_horizon_ms: int = 90 * DAY_MS
     #: RFM cut points (from `fit`, or these defaults).
     rfm: RfmCuts = field(default_factory=RfmCuts)
@@ -197,14 +201,19 @@ class DetectorConfig:
     @property
     def version(self) -> str:
         """Short stable hash of the configuration (fitted parameters included)."""
-        blob = orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)
+        values = asdict(self)
+        if values["pareto"] is None:  # configurations without it keep the hash they had before it existed
+            del values["pareto"]
+        blob = orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def with_params(self, params: dict[str, Any]) -> DetectorConfig:
-        """This configuration with the cadence model and RFM cuts of a `fit` output."""
+        """This configuration with the cadence models and RFM cuts of a `fit` output."""
         cadence = CadenceParams.from_mapping(params)
+        pareto = (ParetoParams.from_mapping(params["pareto_nbd"], cadence.time_unit)
+                  if "pareto_nbd" in params else None)
         rfm = RfmCuts.from_mapping(params["rfm"]) if isinstance(params.get("rfm"), dict) else self.rfm
-        return replace(self, cadence=cadence, rfm=rfm)
+        return replace(self, cadence=cadence, pareto=pareto, rfm=rfm)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> DetectorConfig:
@@ -238,7 +247,7 @@ class DetectorConfig:
 
 
 #: Fields set from a `fit` output (--params), not from the settings file or env.
-_NOT_SETTINGS: Final = frozenset({"cadence", "rfm"})
+_NOT_SETTINGS: Final = frozenset({"cadence", "pareto", "rfm"})
 #: Durations for which 0 is meaningful (off).
 _ZERO_OK: Final = frozenset({"allowed_lateness_ms", "silence_cause_lookback_ms", "incident_window_ms"})
 _KINDS: Final[dict[type, type]] = {int: int, float: float, bool: bool, str: str}

@@ -116,16 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--params", metavar="PARAMS.json", help="cadence model and RFM cut points from 'churn-signals "
                    "fit': silence deadlines follow each customer's own rhythm (default: category windows only)")
 
-    f = add("fit", "fit the personal cadence model (BG/NBD) and RFM cut points",
-            "Estimate the BG/NBD population parameters r, alpha, a, b by maximum likelihood from the orders in "
-            "a JSON Lines log up to --until (orders on one UTC calendar day count as one transaction), plus "
-            "RFM cut points, and write them as JSON for worker/replay --params.")
+    f = add("fit", "fit the personal cadence models (BG/NBD, Pareto/NBD) and RFM cut points",
+            "Estimate the BG/NBD population parameters r, alpha, a, b and the Pareto/NBD ones r, alpha, s, beta "
+            "by maximum likelihood from the orders in a JSON Lines log up to --until (on the UTC day grid: orders "
+            "on one calendar day count as one transaction), plus RFM cut points, and write them as JSON for "
+            "worker/replay --params. Refuses (exit 2, nothing written) when there are too few customers or "
+            "BG/NBD does not converge; warns when Pareto/NBD does not converge (the file goes without it).")
     f.add_argument("file", help="JSON Lines event log (.gz accepted); only valid order events are used")
     f.add_argument("--until", type=_parse_time, required=True, metavar="TIME",
                    help="end of the calibration period (RFC 3339); later orders are ignored")
     f.add_argument("--out", required=True, metavar="PARAMS.json", help="where to write the parameters")
     f.add_argument("--time-unit", choices=["hours", "days", "weeks"], default="weeks",
                    help="time unit of the model (alpha is in it; default weeks, as in the paper)")
+    f.add_argument("--min-customers", type=int, default=300, metavar="N",
+                   help="refuse to fit fewer customers than this (default 300; below it estimates are unreliable)")
 
     b = add("broker", "run the embedded Kafka-compatible broker",
             "Run the embedded Kafka-compatible broker (Tansu) on loopback until interrupted. "
@@ -183,7 +187,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "fit":
         from streams.fit import run_fit
 
-        return run_fit(args.file, args.until, args.out, args.time_unit)
+        return run_fit(args.file, args.until, args.out, args.time_unit, args.min_customers)
     if getattr(args, "params", None):
         from streams.fit import with_params
 

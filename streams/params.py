@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from detectors.cadence import CadenceParams
+from detectors.pareto import ParetoParams
 from schemas.errors import ConfigError
 
 
@@ -27,7 +28,9 @@ def load_params(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"parameter file {path}: expected a JSON object")
     try:
-        CadenceParams.from_mapping(data)
+        cadence = CadenceParams.from_mapping(data)
+        if "pareto_nbd" in data:
+            ParetoParams.from_mapping(data["pareto_nbd"], cadence.time_unit)
     except ConfigError as exc:
         raise ConfigError(f"parameter file {path}: {exc}") from None
     except (TypeError, ValueError) as exc:
