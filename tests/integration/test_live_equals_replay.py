@@ -55,9 +55,11 @@ def _log(base: int) -> list[dict[str, Any]]:
                 "occurred_at": iso_ms(base + int(day * DAY_MS)), "channel": "all", "granted": True}
 
     events = [
-        grant("alice", -1), grant("erin", -1),                     # marketing consent: their win-backs go out
+        grant("alice", -1), grant("erin", -1), grant("grace", -1),  # marketing consent: their win-backs go out
+                                                                   # (or would, for grace in the holdout)
         order("alice", 0), order("alice", 9),                      # return, then return_exclusion
         order("grace", 0), order("grace", 20),                     # holdout: suppressed, return measured
+                                                                   # (a return only where treatment had sent one)
         order("erin", 0, "other", 40), order("erin", 10, "other", 40), order("erin", 20, "other", 40),
         rating("olivia", 1, 1),                                    # now + follow-up
         rating("cara", 0, 1), rating("cara", 2, 2), rating("cara", 8, 1),   # cooldown

@@ -134,7 +134,10 @@ def _drive_traffic(broker: Any, topics: Any, worker: Any) -> None:
     now = _now_ms()
     rating = {"event_id": "r1", "type": "courier_rating", "customer_id": "c-rate", "occurred_at": iso_ms(now),
               "order_id": "o-r", "rating": 1}
+    grant = {"event_id": "g1", "type": "consent", "customer_id": "c-quiet", "occurred_at": iso_ms(now - 1000),
+             "channel": "all", "granted": True}  # its win-back may go out: the order after it is a return
     produce_events(broker.bootstrap, topics, [
+        grant,
         _order("c-quiet", "q1", now),                                   # silence fires on the clock alone
         rating, rating,                                                 # a duplicate
         {"event_id": "d1", "type": "delivery", "customer_id": "c-del", "occurred_at": iso_ms(now),
