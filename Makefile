@@ -13,7 +13,7 @@ export BROKER
 KAFKA_JARS := $(if $(filter embedded,$(BROKER)),,kafka-jars)
 
 .DEFAULT_GOAL := help
-.PHONY: help install core checks pure demo test test-unit test-integration lint system-deps ops-check clean bench-quality bench-replay test-faults bench-live kafka kafka-jars fault-loop
+.PHONY: help install core checks docs-kinds pure demo test test-unit test-integration lint system-deps ops-check clean bench-quality bench-replay test-faults bench-live kafka kafka-jars fault-loop
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ core: $(CORE)  ## compile detectors/ and schemas/ with mypyc (pure Python when n
 
 checks: $(STAMP)  ## write schemas/checks_generated.py again after changing an event schema file (then make core)
 	$(PY) scripts/generate_checks.py
+
+docs-kinds: $(STAMP)  ## write the kinds table of docs/triggers.md again from the registry (detectors/kinds.py)
+	$(PY) scripts/kinds_table.py
 
 pure:  ## remove the compiled core: run the Python source as is
 	$(PY) scripts/build_core.py --clean

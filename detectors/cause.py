@@ -34,7 +34,8 @@ import bisect
 from typing import Any, Final
 
 from detectors.config import DetectorConfig
-from detectors.state import CustomerState
+from detectors.state import FAILURE_AT, FAILURE_KIND, FAILURE_ORDER, CustomerState
+from schemas import Event
 
 #: Service failures kept per customer at most (bounded state).
 MAX_FAILURES: Final = 4
@@ -75,13 +76,13 @@ def record(cfg: DetectorConfig, st: CustomerState, code: int, order_id: str, ts:
     _insort(failures, entry)
 
 
-def on_order(cfg: DetectorConfig, st: CustomerState) -> None:
+def on_order_counted(cfg: DetectorConfig, st: CustomerState, ev: Event) -> None:
     """After an order moved the last order on: forget the failures that can never count again."""
     failures = st.failures
     if failures:
         start = st.last_order - cfg.silence_cause_lookback_ms
-        if failures[0][0] < start:
-            st.failures = [f for f in failures if f[0] >= start]
+        if failures[0][FAILURE_AT] < start:
+            st.failures = [f for f in failures if f[FAILURE_AT] >= start]
 
 
 def of_silence(
@@ -92,7 +93,8 @@ def of_silence(
     The failures counted are those from last order - lookback up to, not including, the deadline.
     """
     start = st.last_order - cfg.silence_cause_lookback_ms
-    found = tuple((kind_name(int(f[1])), str(f[2]), int(f[0])) for f in st.failures if start <= f[0] < deadline)
+    found = tuple((kind_name(int(f[FAILURE_KIND])), str(f[FAILURE_ORDER]), int(f[FAILURE_AT])) for f in st.failures
+                  if start <= f[FAILURE_AT] < deadline)
     if not found:
         return NONE, (), ()
     codes = tuple(dict.fromkeys(f"after_{kind}" for kind, _, _ in found))  # each kind once, first seen first

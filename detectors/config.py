@@ -30,12 +30,14 @@ from detectors.config_values import (
     parse_duration,
     parse_windows,
 )
+from detectors.kinds import COOLDOWN_KINDS, DEFAULT_COOLDOWNS
 from detectors.pareto import ParetoParams
 from detectors.rfm import RfmCuts
 from schemas.decode import ALL_CHANNELS, CHANNEL_NAME, DEFAULT_CHANNELS
 from schemas.errors import ConfigError
 
-__all__ = ["DAY_MS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig", "format_duration", "parse_duration"]
+__all__ = ["COOLDOWN_KINDS", "DAY_MS", "DEFAULT_COOLDOWNS", "DETECTOR_VERSION", "HOUR_MS", "DetectorConfig",
+           "format_duration", "parse_duration"]
 
 #: 2.1.0: event-caused triggers and rating follow-ups got new ids (the causing event, or the rating
 #: that scheduled the check, joined the hash: envelope.trigger_id); silence and frequency-drop ids
@@ -60,24 +62,6 @@ DEFAULT_WINDOWS: Final[dict[str, tuple[int, int]]] = {
     "home": (60 * DAY_MS, 120 * DAY_MS),
     "other": (30 * DAY_MS, 90 * DAY_MS),
 }
-
-#: Per-kind cooldowns: after an emitted trigger of a kind, a new one of the same
-#: kind waits this long ("don't pester": 3-5 touches per chain at most).
-DEFAULT_COOLDOWNS: Final[dict[str, int]] = {
-    "frequency_drop": 30 * DAY_MS,
-    "basket_value_drop": 30 * DAY_MS,
-    "favourite_category_abandoned": 30 * DAY_MS,
-    "negative_rating": 7 * DAY_MS,
-    "delivery_failed": DAY_MS,
-    "delivery_late": 7 * DAY_MS,
-    "delivery_late_repeated": 14 * DAY_MS,
-}
-
-#: Kinds that can carry a cooldown (the state keeps one "last emitted" slot each).
-COOLDOWN_KINDS: Final = (
-    "silence", "frequency_drop", "basket_value_drop", "favourite_category_abandoned",
-    "negative_rating", "delivery_failed", "delivery_late", "delivery_late_repeated",
-)
 
 #: Upper bounds that keep per-customer state small (lists sized by these settings).
 MAX_BASKET_RECENT: Final = 5
@@ -160,7 +144,8 @@ class DetectorConfig:
     #: True: every family, service recovery too, only on granted channels (strict opt-in
     #: regimes). False: service recovery goes out on every channel not opted out of.
     consent_required: bool = False
-    #: kind -> cooldown after an emitted trigger of that kind.
+    #: kind -> cooldown after an emitted trigger of that kind; the kinds that may carry one
+    #: (COOLDOWN_KINDS) and their defaults are in the registry of kinds (detectors/kinds.py).
     cooldowns: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_COOLDOWNS))
     #: At most this many win-back episodes per customer per period.
     winback_max_episodes: int = 2

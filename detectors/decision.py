@@ -9,16 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-#: Severity of silence stages, in firing order.
-SILENCE_STAGES: Final = ("at_risk", "dormant", "lost")
-
-#: Family of events that record what happened (returns, corrections) rather than
-#: ask for a contact: never suppressed, so holdout outcomes are measured too.
-MEASUREMENT: Final = "measurement"
-#: Family of apologies and service fixes: allowed without a marketing grant, on every channel
-#: the customer did not opt out of (detectors/suppression.py).
-SERVICE_RECOVERY: Final = "service_recovery"
-
+from detectors.kinds import MEASUREMENT
 
 _FIELDS: Final = ("customer_id", "kind", "stage", "severity", "family", "time_ms", "episode", "reason_codes",
                   "evidence", "caused_by", "favourite_category", "suppressed", "group", "rfm_segment", "channels",
@@ -34,10 +25,10 @@ class Decision:
     def __init__(
         self,
         customer_id: str,
-        kind: str,                  # see docs/triggers.md for every kind
-        stage: str,                 # silence stage, or "now" for immediate triggers
-        severity: str,              # info | low | medium | high
-        family: str,                # service_recovery | win_back | retention | measurement
+        kind: str,                  # a registered kind's name (detectors/kinds.py, docs/triggers.md)
+        stage: str,                 # one of the kind's stages: a silence stage, "follow_up", or "now"
+        severity: str,              # info | low | medium | high (kinds.SEVERITIES)
+        family: str,                # the kind's: service_recovery | win_back | retention | measurement
         time_ms: int,               # event time that caused it (the deadline for time-driven ones)
         episode: str,               # its episode: a silence's last order (ms), a rated or delivered order's id, ...
         reason_codes: tuple[str, ...],

@@ -17,6 +17,9 @@ customer's own orders and the final clock, never on how events of other
 customers or topics were interleaved. This is what makes the live worker and
 `replay` agree.
 
+The signals are modules called through one contract (detectors/detector.py:
+on_order, on_order_counted, on_event, deadline_ms, on_deadline, each taking the
+configuration, the state, then the input); apply below calls them in order.
 Every decision then gets its RFM segment and passes suppression (in time
 order, since suppression keeps cooldown and cap bookkeeping in the state).
 
@@ -29,13 +32,14 @@ Must never: read the clock, import faust/asyncio/aiokafka/prometheus_client.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
 from typing import Final
 
 from detectors import basket, cause, delivery, favourite, frequency, rating, returns, rfm, silence, suppression
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.deadlines import NEVER
-from detectors.decision import MEASUREMENT, Decision
+from detectors.decision import Decision
+from detectors.detector import OnDeadline
+from detectors.kinds import MEASUREMENT, SEVERITIES, SILENCE
 from detectors.state import (
     DIGEST,
     ENTRY,
@@ -64,26 +68,24 @@ CONFLICT: Final = "conflict"
 UNKNOWN: Final = -1
 
 #: Severities of contacts, lowest first (`info` is for measurement events only).
-_SEVERITIES: Final = ("low", "medium", "high")
+_SEVERITIES: Final = SEVERITIES[1:]
 #: Bound once: a compiled module reads `module.function` from the module's dict on every call.
 _insort: Final = bisect.insort
-
-_Fire = Callable[[DetectorConfig, CustomerState, str, int], list[Decision]]
 
 
 class Engine:
     def __init__(self, cfg: DetectorConfig | None = None) -> None:
         self.cfg = cfg or DetectorConfig()
 
-    def _due(self, st: CustomerState) -> tuple[int, _Fire] | None:
+    def _due(self, st: CustomerState) -> tuple[int, OnDeadline] | None:
         """Earliest raw deadline and the detector that owns it (silence first on ties)."""
         cfg = self.cfg
         best = silence.deadline_ms(cfg, st)
-        fire: _Fire = silence.on_deadline
+        fire: OnDeadline = silence.on_deadline
         d = frequency.deadline_ms(cfg, st)
         if d < best:
             best, fire = d, frequency.on_deadline
-        d = rating.deadline_ms(st)
+        d = rating.deadline_ms(cfg, st)
         if d < best:
             best, fire = d, rating.on_deadline
         return None if best == NEVER else (best, fire)
@@ -93,7 +95,8 @@ class Engine:
         cfg = self.cfg
         # two-argument min: mypyc compiles it to a compare, where min of three is a call to
         # the builtin with every argument boxed
-        return min(min(silence.deadline_ms(cfg, st), frequency.deadline_ms(cfg, st)), rating.deadline_ms(st))  # noqa: PLW3301
+        return min(min(silence.deadline_ms(cfg, st), frequency.deadline_ms(cfg, st)),  # noqa: PLW3301
+                   rating.deadline_ms(cfg, st))
 
     def next_deadline(self, st: CustomerState) -> int | None:
         """The first `now` at which this customer's earliest deadline is due: just past it and the lateness."""
@@ -139,18 +142,24 @@ class Engine:
             # Other event types come from other topics that may run ahead of the
             # orders topic: they never advance the customer's clock.
             decisions = self.fire_due(st, ev.customer_id, ev.ts, next_at)
+            # the detectors' on_order: the order against the history before it
             found = returns.on_order(cfg, st, ev)
             found += favourite.on_order(cfg, st, ev)
-            self._apply_order(st, ev)
-            found += basket.on_order(cfg, st, ev)
+            silence.on_order(cfg, st, ev)
+            self._count_order(st, ev)
+            # ... and on_order_counted: once the state holds it
+            frequency.on_order_counted(cfg, st, ev)
+            rating.on_order_counted(cfg, st, ev)
+            cause.on_order_counted(cfg, st, ev)
+            found += basket.on_order_counted(cfg, st, ev)
             if found:
                 decisions += self._finish(st, found)
         elif t == "delivery":
-            decisions = delivery.on_delivery(cfg, st, ev)
+            decisions = delivery.on_event(cfg, st, ev)
             if decisions:
                 self._finish(st, decisions)
         elif t == "courier_rating":
-            decisions = self._finish(st, rating.on_rating(cfg, st, ev))
+            decisions = self._finish(st, rating.on_event(cfg, st, ev))
         else:
             decisions = []
             if t == "consent":
@@ -163,7 +172,7 @@ class Engine:
         cfg = self.cfg
         for d in decisions:
             if st.n_orders:
-                repeat, value = max(0, st.n_days - 1), st.amount_total / st.n_orders
+                repeat, value = max(0, st.order_days - 1), st.amount_total / st.n_orders
                 d.rfm_segment = rfm.segment(cfg.rfm, max(0, d.time_ms - st.last_order) / DAY_MS, repeat, value)
                 if rfm.valuable(cfg.rfm, repeat, value):
                     _valuable(cfg, d)
@@ -173,21 +182,22 @@ class Engine:
             suppression.forget(cfg, st, min(floor, self._due_ms(st)))
         return decisions
 
-    def _apply_order(self, st: CustomerState, ev: Event) -> None:
+    def _count_order(self, st: CustomerState, ev: Event) -> None:
+        """The order into the customer's history: counts, amounts, order times, categories, last order."""
         ts = ev.ts
         d = ev.data
         _count_day(st, ts)
         st.first_order = ts if st.n_orders == 0 else min(st.first_order, ts)
         st.n_orders += 1
         st.amount_total += float(d["amount"])
-        recent = st.recent
+        recent = st.recent_orders
         if not recent or ts >= recent[-1]:
             recent.append(ts)  # the common case (orders arrive in order): where insort would put it
         else:
             _insort(recent, ts)
         if len(recent) > RECENT:
             del recent[0]
-        cats = st.cats
+        cats = st.categories
         cat = intern_category(d["category"])
         entry = cats.get(cat)
         if entry is not None:
@@ -198,21 +208,17 @@ class Engine:
             weakest = min(cats, key=lambda c: (cats[c], c))
             del cats[weakest]
             cats[cat] = cat_entry(1, ts)
-            st.fav = st.favourite_category()  # a category was dropped: the full rule
+            st.favourite = st.favourite_category()  # a category was dropped: the full rule
         else:
             cats[cat] = entry = cat_entry(1, ts)
             _update_favourite(st, cat, entry)
-        silence.on_order(st, ts)
         st.last_order = max(st.last_order, ts)
-        frequency.on_order(self.cfg, st, ts)
-        rating.on_order(st, ts, self.cfg)
-        cause.on_order(self.cfg, st)
 
 
 def _valuable(cfg: DetectorConfig, d: Decision) -> None:
     """A valuable customer's decision (rfm.valuable): a silence is `sleeping_valuable` from at_risk on,
     and a contact rises `value_severity_steps` in severity (up to high), saying why (`high_value_customer`)."""
-    if d.kind == "silence":
+    if d.kind == SILENCE.name:
         d.rfm_segment = "sleeping_valuable"
     steps = cfg.value_severity_steps
     if steps and d.family != MEASUREMENT:
@@ -229,23 +235,23 @@ def conflict_error(ev: Event) -> InvalidEvent:
 
 
 def _update_favourite(st: CustomerState, cat: str, entry: int) -> None:
-    """Keep `st.fav` equal to favourite_category() after `cat`'s packed (count, last) grew to `entry`.
+    """Keep `st.favourite` equal to favourite_category() after `cat`'s packed (count, last) grew to `entry`.
 
     Only that category's entry changed, and it only grew, so the favourite is
     either the old one or `cat`; a tie goes back to the full rule (the first of
     equals in dict order wins there).
     """
-    fav = st.fav
+    fav = st.favourite
     if fav == cat:
         return
     if fav is None:  # the first category
-        st.fav = st.favourite_category()
+        st.favourite = st.favourite_category()
         return
-    other = st.cats[fav]
+    other = st.categories[fav]
     if entry > other:
-        st.fav = cat
+        st.favourite = cat
     elif entry == other:
-        st.fav = st.favourite_category()
+        st.favourite = st.favourite_category()
 
 
 def _count_day(st: CustomerState, ts: int) -> None:
@@ -257,6 +263,6 @@ def _count_day(st: CustomerState, ts: int) -> None:
     """
     day = ts // DAY_MS
     if st.n_orders == 0:
-        st.n_days = 1
+        st.order_days = 1
     elif day not in (st.first_order // DAY_MS, st.last_order // DAY_MS):
-        st.n_days += 1
+        st.order_days += 1

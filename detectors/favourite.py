@@ -14,27 +14,29 @@ from __future__ import annotations
 
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.decision import Decision
+from detectors.kinds import FAVOURITE_CATEGORY_ABANDONED, NOW
 from detectors.state import CustomerState, cat_last, cat_orders
 from schemas import Event
 
 
 def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision]:
-    """Call before the order is applied: shares are over the orders before it."""
-    fav = st.fav
+    """The order, before the engine counts it: shares are over the orders before it."""
+    fav = st.favourite
     category = ev.data["category"]
     if fav is None or category == fav:
         return []
-    entry = st.cats[fav]
+    entry = st.categories[fav]
     count, last = cat_orders(entry), cat_last(entry)
     if count < cfg.favourite_min_orders or count < cfg.favourite_min_share * st.n_orders:
         return []
     window = cfg.windows_for(fav)[0]
-    if ev.ts - last <= window or st.fav_fired == last:
+    if ev.ts - last <= window or st.favourite_fired == last:
         return []
-    st.fav_fired = last
+    st.favourite_fired = last
     return [Decision(
-        customer_id=ev.customer_id, kind="favourite_category_abandoned", stage="now", severity="medium",
-        family="retention", time_ms=ev.ts, episode=str(last),
+        customer_id=ev.customer_id, kind=FAVOURITE_CATEGORY_ABANDONED.name, stage=NOW,
+        severity=FAVOURITE_CATEGORY_ABANDONED.severity, family=FAVOURITE_CATEGORY_ABANDONED.family,
+        time_ms=ev.ts, episode=str(last),
         reason_codes=("favourite_category_lapsed", f"category_window_{fav}"),
         evidence={
             "abandoned_category": fav,

@@ -21,7 +21,9 @@ import math
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.deadlines import NEVER
 from detectors.decision import Decision
+from detectors.kinds import FREQUENCY_DROP, NOW
 from detectors.state import RECENT, CustomerState
+from schemas import Event
 
 
 def _threshold(cfg: DetectorConfig, st: CustomerState) -> tuple[float, float] | None:
@@ -41,7 +43,7 @@ def next_deadline(cfg: DetectorConfig, st: CustomerState) -> int | None:
 
 def deadline_ms(cfg: DetectorConfig, st: CustomerState) -> int:
     """next_deadline as a plain int, NEVER for none (the engine's hot path: no tuple, no boxing)."""
-    if st.freq_fired or st.silence_stage > 0:
+    if st.frequency_fired or st.silence_stage > 0:
         return NEVER  # already firing, or superseded by a silence trigger in this episode
     span = st.last_order - st.first_order
     if st.n_orders < cfg.frequency_min_orders or span < cfg.frequency_min_span_ms:
@@ -51,7 +53,7 @@ def deadline_ms(cfg: DetectorConfig, st: CustomerState) -> int:
     k = min(cfg.frequency_drop_ratio * baseline * (cfg.frequency_window_ms / DAY_MS), float(RECENT))
     # count(t) = #{r in recent : r > t - W}; it is < k once count <= ceil(k) - 1 = j.
     j = math.ceil(k) - 1
-    recent = st.recent
+    recent = st.recent_orders
     m = len(recent)
     if j >= m:
         return st.last_order  # already below: fire at once
@@ -64,15 +66,15 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
     if at is None or th is None or at > now:
         return []
     window = cfg.frequency_window_ms
-    recent_count = sum(1 for r in st.recent if r > at - window)
-    st.freq_fired = at
+    recent_count = sum(1 for r in st.recent_orders if r > at - window)
+    st.frequency_fired = at
     return [
         Decision(
             customer_id=customer_id,
-            kind="frequency_drop",
-            stage="now",
-            severity="low",
-            family="retention",
+            kind=FREQUENCY_DROP.name,
+            stage=NOW,
+            severity=FREQUENCY_DROP.severity,
+            family=FREQUENCY_DROP.family,
             time_ms=at,
             episode=str(at),
             reason_codes=("frequency_below_baseline",),
@@ -83,12 +85,12 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
                 "drop_ratio": cfg.frequency_drop_ratio,
                 "orders": st.n_orders,
             },
-            favourite_category=st.fav,
+            favourite_category=st.favourite,
         )
     ]
 
 
-def on_order(cfg: DetectorConfig, st: CustomerState, ts: int) -> None:
+def on_order_counted(cfg: DetectorConfig, st: CustomerState, ev: Event) -> None:
     """Recovery: once the recent count is back at the threshold, a new drop may fire.
 
     Only an order after the drop's time shows a recovery. One dated before it (read late)
@@ -96,9 +98,10 @@ def on_order(cfg: DetectorConfig, st: CustomerState, ts: int) -> None:
     re-armed by it, the detector could fire the same drop again at the same deadline, its
     episode. So a new drop's deadline always lies after the previous one's.
     """
-    if not st.freq_fired or ts <= st.freq_fired:
+    ts = ev.ts
+    if not st.frequency_fired or ts <= st.frequency_fired:
         return
     th = _threshold(cfg, st)
-    recent_count = sum(1 for r in st.recent if r > ts - cfg.frequency_window_ms)
+    recent_count = sum(1 for r in st.recent_orders if r > ts - cfg.frequency_window_ms)
     if th is None or recent_count >= th[1]:
-        st.freq_fired = 0
+        st.frequency_fired = 0

@@ -25,30 +25,34 @@ from detectors import cause
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.deadlines import NEVER
 from detectors.decision import Decision
-from detectors.state import CustomerState, event_hash
+from detectors.kinds import FOLLOW_UP, NEGATIVE_RATING, NOW
+from detectors.state import FOLLOW_UP_DUE, FOLLOW_UP_ORDER, FOLLOW_UP_RATING, CustomerState, event_hash
 from schemas import Event
 
 #: Follow-ups not yet due kept per customer at most (bounded state).
 MAX_FOLLOW_UPS: Final = 3
+#: A negative rating above 1: one step below the kind's own severity (`high`, for a 1).
+MILDER: Final = "medium"
 
 
-def on_rating(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision]:
+def on_event(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision]:
+    """A courier rating (the engine passes only those): service recovery now, a check scheduled."""
     rating = int(ev.data["rating"])
     if rating > cfg.negative_rating_max:
         return []
     order_id = str(ev.data["order_id"])
     cause.record(cfg, st, cause.RATING + rating, order_id, ev.ts)
-    spaced = not st.fu_last or abs(ev.ts - st.fu_last) >= cfg.rating_follow_up_ms
+    spaced = not st.follow_up_rated or abs(ev.ts - st.follow_up_rated) >= cfg.rating_follow_up_ms
     if st.last_order < ev.ts and spaced:
-        st.fu_last = ev.ts
-        fu = st.fu
+        st.follow_up_rated = ev.ts
+        fu = st.follow_ups
         fu.append([ev.ts + cfg.rating_follow_up_ms, order_id, event_hash(ev.event_id)])
         fu.sort()
         # At most MAX_FOLLOW_UPS checks not yet due; one already due by this rating's time is
         # never dropped: whether a sweep has fired it depends on when the clock ticked, so
         # dropping it would too (it fires at the next sweep).
         due = 0
-        while due < len(fu) and fu[due][0] <= ev.ts:
+        while due < len(fu) and fu[due][FOLLOW_UP_DUE] <= ev.ts:
             due += 1
         excess = len(fu) - due - MAX_FOLLOW_UPS
         if excess > 0:
@@ -56,47 +60,44 @@ def on_rating(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decisio
     return [
         Decision(
             customer_id=ev.customer_id,
-            kind="negative_rating",
-            stage="now",
-            severity="high" if rating == 1 else "medium",
-            family="service_recovery",
+            kind=NEGATIVE_RATING.name,
+            stage=NOW,
+            severity=NEGATIVE_RATING.severity if rating == 1 else MILDER,
+            family=NEGATIVE_RATING.family,
             time_ms=ev.ts,
             episode=order_id,
             reason_codes=(f"courier_rating_{rating}",),
             evidence={"rating": rating, "threshold": cfg.negative_rating_max, "order_id": order_id},
             caused_by=ev.event_id,
-            favourite_category=st.fav,
+            favourite_category=st.favourite,
         )
     ]
 
 
-def next_deadline(st: CustomerState) -> int | None:
-    return int(st.fu[0][0]) if st.fu else None
-
-
-def deadline_ms(st: CustomerState) -> int:
-    """next_deadline as a plain int, NEVER for none."""
-    return int(st.fu[0][0]) if st.fu else NEVER
+def deadline_ms(cfg: DetectorConfig, st: CustomerState) -> int:
+    """The first pending check's due time, NEVER for none."""
+    return int(st.follow_ups[0][FOLLOW_UP_DUE]) if st.follow_ups else NEVER
 
 
 def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: int) -> list[Decision]:
-    if not st.fu or st.fu[0][0] > now:
+    """The first pending check, when it is due at `now`."""
+    if not st.follow_ups or st.follow_ups[0][FOLLOW_UP_DUE] > now:
         return []
-    entry = st.fu.pop(0)
-    at, order_id = int(entry[0]), str(entry[1])
+    entry = st.follow_ups.pop(0)
+    at, order_id = int(entry[FOLLOW_UP_DUE]), str(entry[FOLLOW_UP_ORDER])
     rated = at - cfg.rating_follow_up_ms
     # The rating that scheduled the check tells it apart: two ratings of one order at one time,
     # read far apart, schedule two checks with one deadline. A check scheduled before detector
     # 2.1.0 kept no rating: its rating's time stands in.
-    origin = f"{int(entry[2]):012x}" if len(entry) > 2 else str(rated)
+    origin = f"{int(entry[FOLLOW_UP_RATING]):012x}" if len(entry) > FOLLOW_UP_RATING else str(rated)
     days_since_order = round((at - st.last_order) / DAY_MS, 3) if st.n_orders else None
     return [
         Decision(
             customer_id=customer_id,
-            kind="negative_rating",
-            stage="follow_up",
-            severity="medium",
-            family="service_recovery",
+            kind=NEGATIVE_RATING.name,
+            stage=FOLLOW_UP,
+            severity=NEGATIVE_RATING.severities[FOLLOW_UP],
+            family=NEGATIVE_RATING.family,
             time_ms=at,
             episode=order_id,
             reason_codes=("no_order_after_negative_rating",),
@@ -105,13 +106,14 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
                 "hours_since_rating": round((at - rated) / 3_600_000, 2),
                 "days_since_last_order": days_since_order,
             },
-            favourite_category=st.fav,
+            favourite_category=st.favourite,
             origin=origin,
         )
     ]
 
 
-def on_order(st: CustomerState, ts: int, cfg: DetectorConfig) -> None:
+def on_order_counted(cfg: DetectorConfig, st: CustomerState, ev: Event) -> None:
     """Any order after a rating (and before its check) means the customer stayed."""
-    if st.fu:
-        st.fu = [f for f in st.fu if ts <= f[0] - cfg.rating_follow_up_ms]
+    if st.follow_ups:
+        ts = ev.ts
+        st.follow_ups = [f for f in st.follow_ups if ts <= f[FOLLOW_UP_DUE] - cfg.rating_follow_up_ms]

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 from detectors import silence
 from detectors.config import DAY_MS, DetectorConfig
-from detectors.decision import MEASUREMENT, SILENCE_STAGES, Decision
+from detectors.decision import Decision
 from detectors.envelope import trigger_id
+from detectors.kinds import CUSTOMER_RETURNED, NOW, SILENCE, SILENCE_RETRACTED, SILENCE_STAGES
 from detectors.state import CustomerState
 from schemas import Event
 
 
 def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision]:
-    """Call before the order is applied: the state still describes the episode it ends."""
+    """The order, before the engine counts it: the state still describes the episode it ends."""
     ts = ev.ts
     if st.n_orders == 0 or ts <= st.last_order or st.silence_stage == 0:
         return []
@@ -42,39 +43,39 @@ def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> list[Decision
     right = [s for s in fired if plan[s][0] < ts]
     wrong = [s for s in fired if plan[s][0] >= ts]
     episode = str(st.last_order)
-    fav = st.fav
+    fav = st.favourite
     out: list[Decision] = []
     if wrong:
         stage = SILENCE_STAGES[wrong[0]]
         out.append(Decision(
-            customer_id=ev.customer_id, kind="silence_retracted", stage=stage, severity="info",
-            family=MEASUREMENT, time_ms=ts, episode=episode,
+            customer_id=ev.customer_id, kind=SILENCE_RETRACTED.name, stage=stage,
+            severity=SILENCE_RETRACTED.severities[stage], family=SILENCE_RETRACTED.family, time_ms=ts, episode=episode,
             reason_codes=("late_order_before_deadline",),
             evidence={
                 "retracted_stages": ",".join(SILENCE_STAGES[s] for s in wrong),
-                "retracted_trigger_id": trigger_id(ev.customer_id, "silence", episode, stage),
+                "retracted_trigger_id": trigger_id(ev.customer_id, SILENCE.name, episode, stage),
                 "deadline_ms": plan[wrong[0]][0],
                 "order_id": str(ev.data["order_id"]),
                 "days_before_deadline": round((plan[wrong[0]][0] - ts) / DAY_MS, 3),
             },
             caused_by=ev.event_id, favourite_category=fav,
         ))
-        if not right and st.wb_ep == st.last_order and st.wb:
+        if not right and st.winback_episode == st.last_order and st.winback_starts:
             # The whole chain was wrong: it must not count against the yearly cap.
-            st.wb.pop()
-            st.wb_ep = 0
+            st.winback_starts.pop()
+            st.winback_episode = 0
     contacted = [s for s in right if st.contacted >> s & 1]
     if contacted:
         stage = SILENCE_STAGES[contacted[-1]]
         at = plan[contacted[-1]][0]
         out.append(Decision(
-            customer_id=ev.customer_id, kind="customer_returned", stage="now", severity="info",
-            family=MEASUREMENT, time_ms=ts, episode=episode,
+            customer_id=ev.customer_id, kind=CUSTOMER_RETURNED.name, stage=NOW, severity=CUSTOMER_RETURNED.severity,
+            family=CUSTOMER_RETURNED.family, time_ms=ts, episode=episode,
             reason_codes=(f"order_after_silence_{stage}",),
             evidence={
-                "preceding_kind": "silence",
+                "preceding_kind": SILENCE.name,
                 "preceding_stage": stage,
-                "preceding_trigger_id": trigger_id(ev.customer_id, "silence", episode, stage),
+                "preceding_trigger_id": trigger_id(ev.customer_id, SILENCE.name, episode, stage),
                 "days_since_trigger": round((ts - at) / DAY_MS, 3),
                 "days_silent": round((ts - st.last_order) / DAY_MS, 3),
                 "order_id": str(ev.data["order_id"]),

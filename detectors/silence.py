@@ -33,28 +33,29 @@ from typing import Any, Final
 from detectors import cadence, cause
 from detectors.config import DAY_MS, DetectorConfig
 from detectors.deadlines import NEVER
-from detectors.decision import SILENCE_STAGES, Decision
+from detectors.decision import Decision
+from detectors.kinds import SILENCE, SILENCE_STAGES
 from detectors.state import CustomerState
+from schemas import Event
 
-_SEVERITY: Final = {"at_risk": "low", "dormant": "medium", "lost": "high"}
 CADENCE_RULE: Final = "personal_cadence"
 FLOOR_RULE: Final = "category_floor"
 
 
 def uses_cadence(cfg: DetectorConfig, st: CustomerState) -> bool:
-    return cfg.cadence is not None and st.n_days >= 2
+    return cfg.cadence is not None and st.order_days >= 2
 
 
 def stage_plan(cfg: DetectorConfig, st: CustomerState) -> list[tuple[int, int, str]]:
     """(deadline, category floor, rule that set it) per stage; depends only on the order history."""
-    risk, dormant = cfg.windows_for(st.fav)
+    risk, dormant = cfg.windows_for(st.favourite)
     last = st.last_order
     floors = (last + risk, last + dormant, last + cfg.silence_lost_ms)
     p = cfg.cadence
-    if p is None or st.n_days < 2:
+    if p is None or st.order_days < 2:
         return [(f, f, FLOOR_RULE) for f in floors]
     unit = p.unit_ms
-    x, t_x = st.n_days - 1, (last - st.first_order) / unit
+    x, t_x = st.order_days - 1, (last - st.first_order) / unit
     plan: list[tuple[int, int, str]] = []
     previous = last
     for floor, threshold in zip(floors, cfg.p_alive_thresholds, strict=True):
@@ -76,8 +77,8 @@ def deadline_ms(cfg: DetectorConfig, st: CustomerState) -> int:
     stage = st.silence_stage
     if st.n_orders == 0 or stage >= 3:  # len(SILENCE_STAGES)
         return NEVER
-    if cfg.cadence is None or st.n_days < 2:  # category floor only: stage_plan's deadline, without the plan
-        return st.last_order + (cfg.silence_lost_ms if stage == 2 else cfg.windows_for(st.fav)[stage])
+    if cfg.cadence is None or st.order_days < 2:  # category floor only: stage_plan's deadline, without the plan
+        return st.last_order + (cfg.silence_lost_ms if stage == 2 else cfg.windows_for(st.favourite)[stage])
     return stage_plan(cfg, st)[stage][0]
 
 
@@ -87,7 +88,7 @@ def cadence_evidence(cfg: DetectorConfig, st: CustomerState, at: int) -> dict[st
     if p is None or not uses_cadence(cfg, st):
         return {}
     unit = p.unit_ms
-    x, t_x = st.n_days - 1, (st.last_order - st.first_order) / unit
+    x, t_x = st.order_days - 1, (st.last_order - st.first_order) / unit
     return {
         "p_alive": round(cadence.p_alive(p, x, t_x, (at - st.first_order) / unit), 4),
         "expected_gap_days": round(cadence.expected_gap(p, x, t_x) * unit / DAY_MS, 2),
@@ -101,7 +102,7 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
     if st.n_orders == 0:
         return out
     plan = stage_plan(cfg, st)
-    fav = st.fav
+    fav = st.favourite
     while st.silence_stage < len(SILENCE_STAGES) and plan[st.silence_stage][0] <= now:
         at, floor, rule = plan[st.silence_stage]
         stage = SILENCE_STAGES[st.silence_stage]
@@ -110,10 +111,10 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
         out.append(
             Decision(
                 customer_id=customer_id,
-                kind="silence",
+                kind=SILENCE.name,
                 stage=stage,
-                severity=_SEVERITY[stage],
-                family="win_back",
+                severity=SILENCE.severities[stage],
+                family=SILENCE.family,
                 time_ms=at,
                 episode=str(st.last_order),
                 reason_codes=(f"silence_{stage}", rule_code, *cause_codes),
@@ -135,8 +136,9 @@ def on_deadline(cfg: DetectorConfig, st: CustomerState, customer_id: str, now: i
     return out
 
 
-def on_order(st: CustomerState, ts: int) -> None:
-    """An order newer than the last one starts a new episode."""
-    if ts > st.last_order:
+def on_order(cfg: DetectorConfig, st: CustomerState, ev: Event) -> None:
+    """An order newer than the last one starts a new episode (before the engine counts it: `last_order`
+    is still the one before)."""
+    if ev.ts > st.last_order:
         st.silence_stage = 0
         st.contacted = 0

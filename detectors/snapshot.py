@@ -39,8 +39,8 @@ from typing import Any
 
 from detectors import cadence, pareto
 from detectors.config import DAY_MS, DetectorConfig
-from detectors.decision import SILENCE_STAGES
 from detectors.envelope import iso_ms
+from detectors.kinds import SILENCE_STAGES
 from detectors.state import CustomerState
 
 
@@ -53,7 +53,7 @@ def day_grid(st: CustomerState, now: int, unit_ms: int) -> tuple[int, float, flo
     """
     first = st.first_order // DAY_MS
     day = DAY_MS / unit_ms
-    return (max(0, st.n_days - 1), (st.last_order // DAY_MS - first) * day,
+    return (max(0, st.order_days - 1), (st.last_order // DAY_MS - first) * day,
             (max(now, st.last_order) // DAY_MS - first) * day)
 
 
@@ -103,7 +103,7 @@ def summary(cfg: DetectorConfig, customer_id: str, st: CustomerState, now: int) 
     return {
         "customer_id": customer_id,
         "orders": st.n_orders,
-        "order_days": st.n_days,
+        "order_days": st.order_days,
         "first_order": iso_ms(st.first_order) if st.n_orders else None,
         "last_order": iso_ms(st.last_order) if st.n_orders else None,
         "days_since_last_order": round((now - st.last_order) / DAY_MS, 3) if st.n_orders else None,

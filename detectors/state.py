@@ -84,6 +84,50 @@ def cat_last(entry: int) -> int:
     return entry & CAT_LAST
 
 
+#: A contact (CustomerState.contacts) is one int: its time << 1 | 1 when the clock fired it (a
+#: time-driven trigger), so a sorted list orders contacts by time, time-driven ones last at one instant.
+def contact_entry(at: int, time_driven: bool) -> int:
+    return at << 1 | (1 if time_driven else 0)
+
+
+def contact_time(entry: int) -> int:
+    return entry >> 1
+
+
+def contact_time_driven(entry: int) -> bool:
+    return entry & 1 == 1
+
+
+#: A channel's consent (CustomerState.consent) keeps its current value and the one before in one
+#: small int, each CONSENT_UNKNOWN, CONSENT_GRANTED or CONSENT_WITHDRAWN.
+def consent_code(current: int, previous: int) -> int:
+    return current + 3 * previous
+
+
+def consent_current(code: int) -> int:
+    return code % 3
+
+
+def consent_previous(code: int) -> int:
+    return code // 3
+
+
+#: Positions in a pending follow-up (CustomerState.follow_ups): due time, rated order id, and the
+#: event_hash of the rating that scheduled it (absent in checks scheduled before detector 2.1.0).
+FOLLOW_UP_DUE: Final = 0
+FOLLOW_UP_ORDER: Final = 1
+FOLLOW_UP_RATING: Final = 2
+#: Positions in a service failure (CustomerState.failures, detectors/cause.py): time, kind code, order id.
+FAILURE_AT: Final = 0
+FAILURE_KIND: Final = 1
+FAILURE_ORDER: Final = 2
+#: Positions in an open incident (CustomerState.incidents): its order's digest, when its contact went
+#: out, and the kinds.INCIDENT_KINDS index of the kind that opened it.
+INCIDENT_ORDER: Final = 0
+INCIDENT_OPENED: Final = 1
+INCIDENT_KIND: Final = 2
+
+
 def intern_category(name: str) -> str:
     """One shared string per category name, so every customer's `cats` keys and `fav` are the
     same few objects: a look-up matches by identity and touches memory that is already cached."""
@@ -174,35 +218,35 @@ class CustomerState:
 
     __slots__ = (
         "amount_total",
-        "amounts",
         "basket_fired",
-        "cats",
+        "categories",
         "consent",
         "contacted",
         "contacts",
         "failures",
-        "fav",
-        "fav_fired",
+        "favourite",
+        "favourite_fired",
         "first_order",
-        "freq_fired",
-        "fu",
-        "fu_last",
-        "hold",
-        "hold_salt",
+        "follow_up_rated",
+        "follow_ups",
+        "frequency_fired",
+        "holdout_salt",
+        "holdout_value",
         "incidents",
-        "last_emit",
+        "last_emitted",
         "last_event",
         "last_order",
-        "late",
-        "n_days",
+        "late_deliveries",
         "n_orders",
+        "order_days",
         "partition",
-        "recent",
+        "recent_amounts",
+        "recent_orders",
         "returned_at",
         "seen",
         "silence_stage",
-        "wb",
-        "wb_ep",
+        "winback_episode",
+        "winback_starts",
     )
 
     def __init__(self) -> None:
@@ -211,59 +255,61 @@ class CustomerState:
         self.last_order = 0          # epoch ms of the latest order; starts the silence episode
         self.n_orders = 0
         self.amount_total = 0.0
-        self.recent: list[int] = []  # last RECENT order times, ascending
-        self.cats: dict[str, int] = {}  # category -> cat_entry(orders, last order ms)
-        # favourite_category() of `cats`, kept up to date by the engine's order update (derived,
+        self.recent_orders: list[int] = []  # last RECENT order times, ascending
+        self.categories: dict[str, int] = {}  # category -> cat_entry(orders, last order ms)
+        # favourite_category() of `categories`, kept up to date by the engine's order update (derived,
         # not encoded): the detectors read it a few times per event and recomputing it was ~5%
         # of the replay time.
-        self.fav: str | None = None
-        # holdout_value(hold_salt, customer id) once worked out (derived, not encoded): a pure
-        # function of the two, kept with the customer because a look-up by customer id in a
-        # shared cache was ~2% of a replay (its keys are cold). hold_salt None: not yet.
-        self.hold_salt: str | None = None
-        self.hold = 0.0
+        self.favourite: str | None = None
+        # suppression.holdout_value(holdout_salt, customer id) once worked out (derived, not encoded):
+        # a pure function of the two, kept with the customer because a look-up by customer id in a
+        # shared cache was ~2% of a replay (its keys are cold). holdout_salt None: not yet.
+        self.holdout_salt: str | None = None
+        self.holdout_value = 0.0
         self.silence_stage = 0       # stages fired in the current episode: 0 none, 1 at_risk, 2 dormant, 3 lost
         # stages of the current episode the customer was contacted about (emitted; for a holdout
         # member, would have been): bit i for SILENCE_STAGES[i]. Only these make an order a return.
         self.contacted = 0
-        self.freq_fired = 0          # epoch ms the current frequency-drop episode fired (0: none)
+        self.frequency_fired = 0     # epoch ms the current frequency-drop episode fired (0: none)
         # the last SEEN events applied, oldest first, back to back, each its event-id digest
         # (event_digest) then its content digest (content_digest): one object to scan, where a
         # list of ints was SEEN objects scattered over the heap, each a cache miss for a
         # customer not seen lately (~4% of a replay). Encoded as it is (a byte string).
         self.seen = b""
         self.last_event = 0          # highest event time applied
-        # personal cadence: distinct UTC order days (BG/NBD x = n_days - 1)
-        self.n_days = 0
+        # personal cadence: distinct UTC order days (BG/NBD x = order_days - 1)
+        self.order_days = 0
         # basket value: amounts of the latest orders (arrival order), drop episode
-        self.amounts: list[float] = []
+        self.recent_amounts: list[float] = []
         self.basket_fired = 0        # epoch ms of the order that fired the current drop (0: none)
-        self.fav_fired = 0           # last favourite-category order the abandonment fired for (0: none)
-        # pending negative-rating follow-ups: [due ms, rated order id, event_hash of the rating], by
-        # due time (checks scheduled before detector 2.1.0 have no hash; older code ignores it)
-        self.fu: list[list[Any]] = []
-        self.fu_last = 0             # event time of the latest rating that scheduled a follow-up
-        self.late: list[int] = []    # times of the latest late deliveries, ascending
-        # recent service failures (detectors/cause.py): [time ms, kind code, order id], ascending,
+        self.favourite_fired = 0     # last favourite-category order the abandonment fired for (0: none)
+        # pending negative-rating follow-ups: [due ms, rated order id, event_hash of the rating] (FOLLOW_UP_*),
+        # by due time (checks scheduled before detector 2.1.0 have no hash; older code ignores it)
+        self.follow_ups: list[list[Any]] = []
+        self.follow_up_rated = 0     # event time of the latest rating that scheduled a follow-up
+        self.late_deliveries: list[int] = []  # times of the latest late deliveries, ascending
+        # recent service failures (detectors/cause.py): [time ms, kind code, order id] (FAILURE_*), ascending,
         # at most cause.MAX_FAILURES, none older than the last order less the cause lookback
         self.failures: list[list[Any]] = []
         # consent: [] (never set) or, per channel a consent event named ("all" included), back to
-        # back: name, code, since_ms; code = current + 3 * previous, each CONSENT_UNKNOWN,
+        # back: name, code, since_ms; code = consent_code(current, previous), each CONSENT_UNKNOWN,
         # CONSENT_GRANTED or CONSENT_WITHDRAWN (detectors/suppression.py reads and writes it)
         self.consent: list[Any] = []
         # suppression bookkeeping
         self.returned_at = 0         # epoch ms of the latest return after a win-back trigger
-        self.wb_ep = 0               # silence episode (its last order ms) of the latest emitted win-back chain
-        self.wb: list[int] = []      # start times of the latest emitted win-back chains
-        self.last_emit: list[int] = []  # [] or per COOLDOWN_KINDS: epoch ms of the latest emitted trigger
-        # the latest emitted contacts, ascending: time ms << 1 | 1 for a time-driven one (contact cap)
+        self.winback_episode = 0     # silence episode (its last order ms) of the latest emitted win-back chain
+        self.winback_starts: list[int] = []  # start times of the latest emitted win-back chains
+        # [] or per kinds.COOLDOWN_KINDS (a kind's cooldown_slot): epoch ms of its latest emitted trigger
+        self.last_emitted: list[int] = []
+        # the latest emitted contacts, ascending: contact_entry(time ms, time-driven) (contact cap)
         self.contacts: list[int] = []
-        # open service incidents: [order_digest of its order, ms its contact went out, suppression.INCIDENT_KINDS index]
+        # open service incidents: [suppression.order_digest of its order, ms its contact went out,
+        # kinds.INCIDENT_KINDS index] (INCIDENT_*)
         self.incidents: list[list[Any]] = []
 
     def favourite_category(self) -> str | None:
         """Category with most orders; ties go to the most recently ordered one."""
-        cats = self.cats
+        cats = self.categories
         if len(cats) == 1:
             return next(iter(cats))
         # packed entries compare like (count, last) tuples; max keeps the first of equals.
@@ -275,13 +321,14 @@ class CustomerState:
         return [int.from_bytes(seen[i:i + DIGEST], "big") for i in range(0, len(seen), ENTRY)]
 
     def to_list(self) -> list[Any]:
-        cats = [[c, e >> CAT_SHIFT, e & CAT_LAST] for c, e in sorted(self.cats.items())]
+        cats = [[c, e >> CAT_SHIFT, e & CAT_LAST] for c, e in sorted(self.categories.items())]
         return [
             ENCODING_VERSION, self.partition, self.first_order, self.last_order, self.n_orders,
-            self.amount_total, self.recent, cats, self.silence_stage, self.freq_fired,
-            self.seen, self.last_event, self.n_days, self.amounts, self.basket_fired, self.fav_fired,
-            self.fu, self.fu_last, self.late, self.consent, self.returned_at, self.wb_ep, self.wb,
-            self.last_emit, self.failures, _pack_contacts(self.contacts), self.incidents, self.contacted,
+            self.amount_total, self.recent_orders, cats, self.silence_stage, self.frequency_fired,
+            self.seen, self.last_event, self.order_days, self.recent_amounts, self.basket_fired,
+            self.favourite_fired, self.follow_ups, self.follow_up_rated, self.late_deliveries, self.consent,
+            self.returned_at, self.winback_episode, self.winback_starts, self.last_emitted, self.failures,
+            _pack_contacts(self.contacts), self.incidents, self.contacted,
         ]
 
     def encode(self) -> bytes:
@@ -297,9 +344,9 @@ class CustomerState:
             raise ValueError(f"customer state encoding {v[0]} with {len(v)} values")
         st = cls()
         (version, st.partition, st.first_order, st.last_order, st.n_orders, st.amount_total,
-         st.recent, cats, st.silence_stage, st.freq_fired, seen, st.last_event, st.n_days, amounts,
-         st.basket_fired, st.fav_fired, st.fu, st.fu_last, st.late, consent, st.returned_at, st.wb_ep,
-         st.wb, st.last_emit, *rest) = v
+         st.recent_orders, cats, st.silence_stage, st.frequency_fired, seen, st.last_event, st.order_days,
+         amounts, st.basket_fired, st.favourite_fired, st.follow_ups, st.follow_up_rated, st.late_deliveries,
+         consent, st.returned_at, st.winback_episode, st.winback_starts, st.last_emitted, *rest) = v
         if rest:
             st.failures = rest[0]
         if len(rest) > 1:
@@ -310,9 +357,9 @@ class CustomerState:
         st.consent = consent if version >= 5 else upgrade_consent(consent)
         st.seen = seen if type(seen) is bytes else _digests(seen)
         st.amount_total = float(st.amount_total)
-        st.amounts = [float(a) for a in amounts]
-        st.cats = {intern_category(c): cat_entry(n, t) for c, n, t in cats}
-        st.fav = st.favourite_category()
+        st.recent_amounts = [float(a) for a in amounts]
+        st.categories = {intern_category(c): cat_entry(n, t) for c, n, t in cats}
+        st.favourite = st.favourite_category()
         return st
 
     @classmethod
@@ -326,14 +373,14 @@ class CustomerState:
         """
         st = cls()
         (_, st.partition, st.first_order, st.last_order, st.n_orders, st.amount_total,
-         st.recent, cats, st.silence_stage, st.freq_fired, seen, st.last_event) = v
+         st.recent_orders, cats, st.silence_stage, st.frequency_fired, seen, st.last_event) = v
         st.seen = _digests(seen)
         st.amount_total = float(st.amount_total)
-        st.cats = {intern_category(c): cat_entry(n, t) for c, n, t in cats}
-        st.fav = st.favourite_category()
+        st.categories = {intern_category(c): cat_entry(n, t) for c, n, t in cats}
+        st.favourite = st.favourite_category()
         st.contacted = (1 << st.silence_stage) - 1  # as for versions 2-5
-        older = max(0, st.n_orders - len(st.recent))
-        st.n_days = len({t // 86_400_000 for t in st.recent}) + older if st.n_orders else 0
+        older = max(0, st.n_orders - len(st.recent_orders))
+        st.order_days = len({t // 86_400_000 for t in st.recent_orders}) + older if st.n_orders else 0
         return st
 
     @classmethod
@@ -351,17 +398,19 @@ class CustomerState:
         """
         c = CustomerState.__new__(CustomerState)
         c.partition, c.first_order, c.last_order = self.partition, self.first_order, self.last_order
-        c.n_orders, c.amount_total, c.recent = self.n_orders, self.amount_total, self.recent[:]
-        c.cats = self.cats.copy()  # ints: immutable
-        c.fav, c.silence_stage, c.freq_fired = self.fav, self.silence_stage, self.freq_fired
+        c.n_orders, c.amount_total, c.recent_orders = self.n_orders, self.amount_total, self.recent_orders[:]
+        c.categories = self.categories.copy()  # ints: immutable
+        c.favourite, c.silence_stage, c.frequency_fired = self.favourite, self.silence_stage, self.frequency_fired
         c.contacted = self.contacted
-        c.hold_salt, c.hold = self.hold_salt, self.hold
-        c.seen, c.last_event, c.n_days = self.seen, self.last_event, self.n_days  # bytes: immutable
-        c.amounts, c.basket_fired, c.fav_fired = self.amounts[:], self.basket_fired, self.fav_fired
-        c.fu, c.fu_last = [f[:] for f in self.fu], self.fu_last
-        c.late, c.consent, c.returned_at = self.late[:], self.consent[:], self.returned_at
+        c.holdout_salt, c.holdout_value = self.holdout_salt, self.holdout_value
+        c.seen, c.last_event, c.order_days = self.seen, self.last_event, self.order_days  # bytes: immutable
+        c.recent_amounts, c.basket_fired = self.recent_amounts[:], self.basket_fired
+        c.favourite_fired = self.favourite_fired
+        c.follow_ups, c.follow_up_rated = [f[:] for f in self.follow_ups], self.follow_up_rated
+        c.late_deliveries, c.consent, c.returned_at = self.late_deliveries[:], self.consent[:], self.returned_at
         c.failures = [f[:] for f in self.failures]
-        c.wb_ep, c.wb, c.last_emit = self.wb_ep, self.wb[:], self.last_emit[:]
+        c.winback_episode, c.winback_starts = self.winback_episode, self.winback_starts[:]
+        c.last_emitted = self.last_emitted[:]
         c.contacts, c.incidents = self.contacts[:], [i[:] for i in self.incidents]
         return c
 

@@ -103,18 +103,41 @@ import hashlib
 import zlib
 from typing import Any, Final
 
-from detectors.config import COOLDOWN_KINDS, MAX_CONTACT_CAP, DetectorConfig
-from detectors.decision import MEASUREMENT, SERVICE_RECOVERY, SILENCE_STAGES, Decision
-from detectors.state import CONSENT_GRANTED, CONSENT_UNKNOWN, CONSENT_WITHDRAWN, CustomerState
+from detectors.config import MAX_CONTACT_CAP, DetectorConfig
+from detectors.decision import Decision
+from detectors.kinds import (
+    COOLDOWN_KINDS,
+    INCIDENT_KINDS,
+    KINDS,
+    MEASUREMENT,
+    NONE,
+    NOW,
+    SERVICE_RECOVERY,
+    SILENCE,
+    SILENCE_STAGES,
+    WIN_BACK,
+)
+from detectors.state import (
+    CONSENT_GRANTED,
+    CONSENT_UNKNOWN,
+    CONSENT_WITHDRAWN,
+    INCIDENT_OPENED,
+    CustomerState,
+    consent_code,
+    consent_current,
+    consent_previous,
+    contact_entry,
+    contact_time,
+    contact_time_driven,
+)
 from schemas import Event
 from schemas.decode import ALL_CHANNELS
 
 HOLDOUT: Final = "holdout"
 TREATMENT: Final = "treatment"
-_COOLDOWN_SLOT: Final = {k: i for i, k in enumerate(COOLDOWN_KINDS)}
-#: Kinds that can open a service incident, by the code the state keeps (CustomerState.incidents).
-INCIDENT_KINDS: Final = ("negative_rating", "delivery_failed", "delivery_late", "delivery_late_repeated")
-_INCIDENT_CODE: Final = {k: i for i, k in enumerate(INCIDENT_KINDS)}
+#: A kind's slot in CustomerState.last_emitted, and the code its incidents are kept under (detectors/kinds.py).
+_COOLDOWN_SLOT: Final = {k.name: k.cooldown_slot for k in KINDS if k.cooldown_slot != NONE}
+_INCIDENT_CODE: Final = {k.name: k.incident_code for k in KINDS if k.incident_code != NONE}
 #: Open incidents kept per customer (distinct orders with a service failure within the window).
 MAX_INCIDENTS: Final = 4
 #: Contacts kept per customer: the cap's count, and room for contacts recorded ahead of the clock.
@@ -165,11 +188,11 @@ def on_consent(st: CustomerState, ev: Event) -> None:
 
 def _change(rec: list[Any], i: int, value: int, ts: int) -> None:
     code, since = rec[i + 1], rec[i + 2]
-    current = code % 3
+    current = consent_current(code)
     if ts >= since:
-        rec[i + 1], rec[i + 2] = value + 3 * current, ts
+        rec[i + 1], rec[i + 2] = consent_code(value, current), ts
     else:  # an older change read late: it is what held before the current one
-        rec[i + 1] = current + 3 * value
+        rec[i + 1] = consent_code(current, value)
 
 
 def needs_grant(cfg: DetectorConfig, family: str) -> bool:
@@ -183,7 +206,7 @@ def _values_at(cfg: DetectorConfig, rec: list[Any], t: int) -> list[int]:
     known: dict[str, int] = {}
     for i in range(0, len(rec), 3):
         code = rec[i + 1]
-        known[rec[i]] = code % 3 if t >= rec[i + 2] else code // 3
+        known[rec[i]] = consent_current(code) if t >= rec[i + 2] else consent_previous(code)
     every = known.get(ALL_CHANNELS, CONSENT_UNKNOWN)
     return [known.get(name, CONSENT_UNKNOWN) or every for name in cfg.channels]
 
@@ -210,18 +233,18 @@ def _no_channel(cfg: DetectorConfig, st: CustomerState, t: int) -> str:
 def decide(cfg: DetectorConfig, st: CustomerState, d: Decision) -> None:
     """Fill group and channels, set `suppressed` when a rule applies, record emitted ones."""
     salt = cfg.holdout_salt
-    known = st.hold_salt
+    known = st.holdout_salt
     if known is None or known != salt:  # `st` is d's customer: the value is theirs for this salt
-        st.hold = holdout_value(salt, d.customer_id)
-        st.hold_salt = salt
-    d.group = _group(cfg, st.hold)
+        st.holdout_value = holdout_value(salt, d.customer_id)
+        st.holdout_salt = salt
+    d.group = _group(cfg, st.holdout_value)
     d.channels = channels_at(cfg, st, d.time_ms, needs_grant(cfg, d.family))
     if d.family == MEASUREMENT:
         return
     reason = _reason(cfg, st, d)  # what treatment would get: the holdout's counterfactual too
     holdout = d.group == HOLDOUT
     # A holdout member's counterfactual matters for win-backs only (their returns are measured)
-    if reason is None and (not holdout or d.family == "win_back"):
+    if reason is None and (not holdout or d.family == WIN_BACK):
         _record(cfg, st, d, holdout)
     d.suppressed = HOLDOUT if d.group == HOLDOUT else reason
 
@@ -231,21 +254,21 @@ def _reason(cfg: DetectorConfig, st: CustomerState, d: Decision) -> str | None:
     t = d.time_ms
     if not d.channels:
         return _no_channel(cfg, st, t)
-    winback = d.family == "win_back"
+    winback = d.family == WIN_BACK
     if winback and st.returned_at and t < st.returned_at + cfg.return_exclusion_ms:
         return "return_exclusion"
-    if winback and st.wb_ep != _episode_ms(d):
-        started = sum(1 for s in st.wb if s > t - cfg.winback_period_ms)
+    if winback and st.winback_episode != _episode_ms(d):
+        started = sum(1 for s in st.winback_starts if s > t - cfg.winback_period_ms)
         if started >= cfg.winback_max_episodes:
             return "episode_cap"
-    incident = d.family == SERVICE_RECOVERY and d.stage == "now" and cfg.incident_window_ms > 0
+    incident = d.family == SERVICE_RECOVERY and d.stage == NOW and cfg.incident_window_ms > 0
     if incident and _same_incident(cfg, st, d):
         return "same_incident"
     slot = _COOLDOWN_SLOT.get(d.kind)
     opener = _opens_chain(st, d)
     cooldown = cfg.cooldowns.get(d.kind, 0)
-    if opener and cooldown and slot is not None and st.last_emit:
-        last = st.last_emit[slot]
+    if opener and cooldown and slot is not None and st.last_emitted:
+        last = st.last_emitted[slot]
         if last and t < last + cooldown:
             return "cooldown"
     if cfg.contact_cap and d.family != SERVICE_RECOVERY and _contacts_before(cfg, st, d) >= cfg.contact_cap:
@@ -282,8 +305,8 @@ def _contacts_before(cfg: DetectorConfig, st: CustomerState, d: Decision) -> int
     timed = _timed(d)
     n = 0
     for c in st.contacts:
-        at = c >> 1
-        if since < at < t or (at == t and (c & 1 or not timed)):
+        at = contact_time(c)
+        if since < at < t or (at == t and (contact_time_driven(c) or not timed)):
             n += 1
     return n
 
@@ -295,9 +318,9 @@ def _opens_chain(st: CustomerState, d: Decision) -> bool:
     Keeping time-driven follow-ups out of the bookkeeping of event-driven
     triggers also keeps the outcome independent of when the clock ticked.
     """
-    if d.family == "win_back":
-        return st.wb_ep != _episode_ms(d)
-    return d.stage == "now"
+    if d.family == WIN_BACK:
+        return st.winback_episode != _episode_ms(d)
+    return d.stage == NOW
 
 
 def _episode_ms(d: Decision) -> int:
@@ -310,25 +333,25 @@ def _record(cfg: DetectorConfig, st: CustomerState, d: Decision, holdout: bool) 
     A holdout member's cooldown clock is kept only for a kind that has a cooldown: the
     8-slot list costs ~57 bytes, and most holdout states would hold it for nothing.
     """
-    if d.kind == "silence":
+    if d.kind == SILENCE.name:
         st.contacted |= 1 << SILENCE_STAGES.index(d.stage)
     slot = _COOLDOWN_SLOT.get(d.kind)
     if slot is not None and _opens_chain(st, d) and (not holdout or cfg.cooldowns.get(d.kind, 0)):
-        if not st.last_emit:
-            st.last_emit = [0] * len(COOLDOWN_KINDS)
-        st.last_emit[slot] = max(st.last_emit[slot], d.time_ms)
-    if d.family == "win_back" and st.wb_ep != _episode_ms(d):
-        st.wb_ep = _episode_ms(d)
-        st.wb.append(d.time_ms)
-        del st.wb[: max(0, len(st.wb) - cfg.winback_max_episodes)]
+        if not st.last_emitted:
+            st.last_emitted = [0] * len(COOLDOWN_KINDS)
+        st.last_emitted[slot] = max(st.last_emitted[slot], d.time_ms)
+    if d.family == WIN_BACK and st.winback_episode != _episode_ms(d):
+        st.winback_episode = _episode_ms(d)
+        st.winback_starts.append(d.time_ms)
+        del st.winback_starts[: max(0, len(st.winback_starts) - cfg.winback_max_episodes)]
     t = d.time_ms
     code = _INCIDENT_CODE.get(d.kind)
-    if code is not None and d.stage == "now" and cfg.incident_window_ms > 0:
+    if code is not None and d.stage == NOW and cfg.incident_window_ms > 0:
         incidents = st.incidents  # a new one: an emitted `now` never belongs to an open incident
         incidents.append([order_digest(d.episode), t, code])
         del incidents[: max(0, len(incidents) - MAX_INCIDENTS)]
     contacts = st.contacts
-    entry = t << 1 | (1 if _timed(d) else 0)
+    entry = contact_entry(t, _timed(d))
     if not contacts or entry >= contacts[-1]:
         contacts.append(entry)
     else:
@@ -346,8 +369,8 @@ def forget(cfg: DetectorConfig, st: CustomerState, floor: int) -> None:
     changes no decision; it keeps the state small.
     """
     keep = floor - cfg.contact_cap_period_ms
-    if st.contacts and st.contacts[0] >> 1 <= keep:
-        st.contacts = [c for c in st.contacts if c >> 1 > keep]
+    if st.contacts and contact_time(st.contacts[0]) <= keep:
+        st.contacts = [c for c in st.contacts if contact_time(c) > keep]
     since = floor - cfg.incident_window_ms
-    if st.incidents and st.incidents[0][1] <= since:
-        st.incidents = [i for i in st.incidents if i[1] > since]
+    if st.incidents and st.incidents[0][INCIDENT_OPENED] <= since:
+        st.incidents = [i for i in st.incidents if i[INCIDENT_OPENED] > since]

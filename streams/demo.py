@@ -28,56 +28,7 @@ from streams.connection import start
 from streams.samples import SampleGenerator
 from streams.settings import Settings
 from streams.topics import ensure_topics
-
-_COLOURS = {"high": "\033[31m", "medium": "\033[33m", "low": "\033[36m", "info": "\033[32m"}
-
-
-def describe(ce: dict[str, Any], colour: bool = False) -> str:
-    """One readable line for a trigger CloudEvent."""
-    d = ce["data"]
-    why = reason(ce)
-    label = f"{d['kind']}/{d['stage']}" if d["stage"] != "now" else d["kind"]
-    head = f"{d['event_time'][:19].replace('T', ' ')}  {d['customer_id']:<11} {label:<18} {d['severity']:<6}"
-    if colour:
-        head = f"{_COLOURS.get(d['severity'], '')}{head}\033[0m"
-    return f"{head} {why}  [{d['family']}, fav={d['favourite_category'] or '-'}]"
-
-
-def reason(ce: dict[str, Any]) -> str:
-    """Why a trigger fired, in words, from its evidence."""
-    d = ce["data"]
-    ev = d["evidence"]
-    kind = d["kind"]
-    if kind == "silence":
-        why = f"{ev['days_silent']:.1f} days without an order (window {ev['window_days']:g} d)"
-        failures = d.get("service_failures")
-        if failures:  # suspected cause: service (an apology, not a discount)
-            why += ", after " + ", ".join(f"{f['kind'].replace('_', ' ')} (order {f['order_id']})" for f in failures)
-    elif kind == "negative_rating" and d["stage"] == "follow_up":
-        why = f"no order {ev['hours_since_rating']:g} h after a bad rating (order {ev['order_id']})"
-    elif kind == "negative_rating":
-        why = f"rated the courier {ev['rating']}/5 (order {ev['order_id']})"
-    elif kind == "delivery_late_repeated":
-        why = f"{ev['late_deliveries_in_window']} late deliveries in {ev['window_days']:g} d (order {ev['order_id']})"
-    elif kind == "basket_value_drop":
-        why = f"average order {ev['recent_order_value']:g} vs baseline {ev['baseline_order_value']:g}"
-    elif kind == "favourite_category_abandoned":
-        why = (f"no {ev['abandoned_category']} for {ev['days_since_favourite_order']:.0f} d, "
-               f"ordered {ev['ordered_category']}")
-    elif kind == "customer_returned":
-        why = f"ordered {ev['days_since_trigger']:g} d after silence/{ev['preceding_stage']} ({d['group']})"
-    elif kind == "silence_retracted":
-        why = f"late order proves silence/{d['stage']} wrong ({ev['retracted_stages']})"
-    elif kind == "delivery_failed":
-        why = f"delivery {ev['status']} (order {ev['order_id']})"
-    elif kind == "delivery_late":
-        why = f"delivered {ev['minutes_late']:.0f} min late (order {ev['order_id']})"
-    elif kind == "frequency_drop":
-        why = (f"{ev['recent_orders']} orders in {ev['recent_window_days']:g} d "
-               f"vs baseline {ev['baseline_orders_per_30d']:.1f}/30 d")
-    else:
-        why = ", ".join(f"{k}={v}" for k, v in ev.items())
-    return why
+from streams.wording import describe
 
 
 async def _run(settings: Settings, duration: float | None, customers: int, rate: float, show_history: bool) -> int:

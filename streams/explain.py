@@ -20,10 +20,10 @@ from detectors import Decision, PartitionCore
 from detectors.envelope import iso_ms, to_cloudevent
 from detectors.snapshot import summary
 from schemas import Event
-from streams.demo import reason
 from streams.replay import Replayer
 from streams.sources import Reject
 from streams.terminal import printable
+from streams.wording import evidence_text, label, reason
 
 DAY_MS = 86_400_000
 
@@ -116,16 +116,15 @@ def _state_text(s: dict[str, Any] | None) -> str:
 def _trigger_text(ce: dict[str, Any], indent: str = "    ") -> list[str]:
     d = ce["data"]
     verdict = "EMITTED" if d["decision"] == "emit" else f"SUPPRESSED ({d.get('suppression_reason')})"
-    label = f"{d['kind']}/{d['stage']}" if d["stage"] != "now" else d["kind"]
-    evidence = ", ".join(f"{k}={v}" for k, v in d["evidence"].items())
+    evidence = evidence_text(d["evidence"])
     try:
         why = reason(ce)
     except (KeyError, TypeError, ValueError):  # a kind whose evidence reads differently
         why = evidence
-    if why == ", ".join(f"{k}={v}" for k, v in d["evidence"].items()):  # no sentence for this kind: say the codes
+    if why == evidence:  # no sentence for this kind: say the codes
         why = "; ".join(c.replace("_", " ") for c in d["reason_codes"])
     cause = f", suspected cause {d['suspected_cause']}" if "suspected_cause" in d else ""
-    return [f"{indent}-> {label} {verdict}, severity {d['severity']}, family {d['family']}{cause}",
+    return [f"{indent}-> {label(ce)} {verdict}, severity {d['severity']}, family {d['family']}{cause}",
             f"{indent}   why: {why}",
             f"{indent}   reason codes: {', '.join(d['reason_codes'])}; evidence: {evidence}",
             f"{indent}   id {ce['id']}, episode {d['episode_id']}"]

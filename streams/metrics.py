@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import HistogramMetricFamily
 
 from detectors.cause import NONE, SERVICE
-from detectors.decision import SILENCE_STAGES
+from detectors.kinds import NAMES, SILENCE_STAGES
 
 #: Label values created at start-up with value 0, so rates, ratios and alerts
 #: have a series to work on before the first occurrence (a missing series is
@@ -34,12 +34,10 @@ RETURN_GROUPS = ("treatment", "holdout")
 #: keeps this list in step with the code. An unlisted reason is still counted.
 DLQ_REASONS = ("too_large", "malformed_json", "not_an_object", "unknown_type", "schema", "future_time",
                "ancient_time", "implausible_time", "unknown_channel", "empty", "key_mismatch", "event_id_conflict")
-#: Trigger kinds (detectors/, docs/triggers.md) whose `emitted` series start at 0;
+#: Trigger kinds (the registry, detectors/kinds.py) whose `emitted` series start at 0;
 #: suppression reasons (holdout, opted_out, no_consent, same_incident, cooldown, contact_cap, episode_cap,
-#: return_exclusion) appear on first use. A test keeps this in step with detectors/.
-TRIGGER_KINDS = ("silence", "silence_retracted", "frequency_drop", "basket_value_drop",
-                 "favourite_category_abandoned", "negative_rating", "delivery_failed", "delivery_late",
-                 "delivery_late_repeated", "customer_returned")
+#: return_exclusion) appear on first use.
+TRIGGER_KINDS = NAMES
 #: Suspected causes of a silence (detectors/cause.py): every (stage, cause) starts at 0, emitted.
 SILENCE_CAUSES = (SERVICE, NONE)
 

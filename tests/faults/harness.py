@@ -279,7 +279,7 @@ def expected_triggers(log: Path, cfg: DetectorConfig, until_ms: int) -> dict[str
 #: Fields that count or sum what was applied: an order lost or applied twice changes them.
 #: (The seen ring is left out: it follows processing order, and live interleaves the four
 #: input topics differently from the log, so its last 8 entries legitimately differ.)
-STATE_FIELDS = ("n_orders", "amount_total", "first_order", "last_order", "recent", "cats", "last_event")
+STATE_FIELDS = ("n_orders", "amount_total", "first_order", "last_order", "recent_orders", "categories", "last_event")
 
 
 def replayed_states(log: Path, cfg: DetectorConfig, until_ms: int) -> dict[str, Any]:

@@ -277,7 +277,7 @@ def test_deadlines_follow_the_personal_cadence_but_never_precede_the_category_fl
     one = _customer([0])                    # one order: the model says nothing yet
     assert stage_plan(cfg, one) == stage_plan(DetectorConfig(), one)
     same_day = _customer([0, 0, 0])         # three orders on one day are one transaction
-    assert same_day.n_days == 1
+    assert same_day.order_days == 1
     assert same_day.n_orders == 3
     assert stage_plan(cfg, same_day) == stage_plan(DetectorConfig(), same_day)
     assert plan[0][0] <= plan[1][0] <= plan[2][0]

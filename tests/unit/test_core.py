@@ -358,7 +358,7 @@ def test_a_version_1_state_is_upgraded_on_read():
           1, 0, [11, 12], T0 + 2 * DAY_MS]
     st = CustomerState.decode(orjson.dumps(v1))
     assert (st.partition, st.n_orders, st.amount_total, st.silence_stage) == (3, 3, 60.0, 1)
-    assert st.n_days == 2  # two distinct order days among the kept orders
+    assert st.order_days == 2  # two distinct order days among the kept orders
     assert st.encode() == CustomerState.decode(st.encode()).encode()  # re-encoded as the current version, losslessly
     assert CustomerState.decode(st.encode()).to_list()[0] == ENCODING_VERSION  # the current (packed) encoding
     with pytest.raises(ValueError, match="unsupported"):
@@ -406,7 +406,7 @@ def test_a_busy_customer_stays_within_the_state_budget():
         core.apply(DEC.validate(e))
         core.advance(core.max_event)
     st = core.store["alice"]  # a treatment customer: emitted triggers fill the cooldown slots
-    assert all((st.last_emit, st.consent, st.late, st.fu))  # the optional parts are filled
+    assert all((st.last_emitted, st.consent, st.late_deliveries, st.follow_ups))  # the optional parts are filled
     raw = st.encode()
     assert CustomerState.decode(raw) == st
     assert len(raw) < 800, len(raw)

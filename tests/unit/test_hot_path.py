@@ -56,7 +56,7 @@ def _favourite_reference(cats: dict[str, list[int]]) -> str | None:
                        st.tuples(st.integers(1, 4), st.integers(0, 3)).map(list), max_size=6))
 def test_favourite_category_is_the_most_ordered_then_the_latest(cats):
     s = CustomerState()
-    s.cats = {c: cat_entry(n, t) for c, (n, t) in cats.items()}
+    s.categories = {c: cat_entry(n, t) for c, (n, t) in cats.items()}
     assert s.favourite_category() == _favourite_reference(cats)
 
 
@@ -100,7 +100,7 @@ def test_kept_favourite_is_the_recomputed_one_after_every_order(orders, round_tr
         s = engine.apply(s, ev)[0]
         if round_trip:
             s = CustomerState.decode(s.encode())
-        assert s.fav == s.favourite_category()
+        assert s.favourite == s.favourite_category()
 
 
 def test_the_deadline_index_holds_every_customers_next_deadline_after_each_event():

@@ -108,7 +108,7 @@ def test_scenario(name):
 
 
 def test_the_demo_describes_every_scenario_trigger_in_words():
-    from streams.demo import reason
+    from streams.wording import reason
 
     for name in NAMES:
         for ce in run_scenario(name)[1]:

@@ -8,12 +8,11 @@ from pathlib import Path
 import jsonschema
 import orjson
 
+from detectors.kinds import NAMES as KINDS
 from schemas import load_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "triggers.md").read_text()
-KINDS = ("silence", "frequency_drop", "basket_value_drop", "favourite_category_abandoned", "negative_rating",
-         "delivery_failed", "delivery_late", "delivery_late_repeated", "customer_returned", "silence_retracted")
 
 
 def _examples() -> list[dict]:

@@ -99,7 +99,7 @@ def test_two_checks_of_one_order_with_one_deadline_get_two_ids():
 def test_a_check_scheduled_before_the_rating_was_kept_is_named_by_the_rating_time():
     """A state written by detector 2.0.0 holds [due, order id] per pending check, no rating hash."""
     st = CustomerState()
-    st.fu = [[T0 + 72 * HOUR_MS, "o1"]]
+    st.follow_ups = [[T0 + 72 * HOUR_MS, "o1"]]
     core = PartitionCore(Engine(), {"ivan": CustomerState.decode(st.encode())})
     core.rebuild(core.store.items())
     (check,) = core.advance(T0 + 73 * HOUR_MS)

@@ -60,11 +60,11 @@ def test_copies_share_no_mutable_part_with_the_original():
     for name in FIELDS:  # every container field filled, so every one is checked
         value = getattr(st, name)
         if isinstance(value, list):  # the shapes the core stores: follow-ups, failures, incidents are lists
-            value.extend([[1, "x"]] if name == "fu" else [[1, 2, "x"]] if name in ("failures", "incidents")
+            value.extend([[1, "x"]] if name == "follow_ups" else [[1, 2, "x"]] if name in ("failures", "incidents")
                          else [2, 3])
         elif isinstance(value, dict):
             value["grocery"] = cat_entry(3, 4)  # categories: packed (orders, last) ints
-    st.fav = "grocery"
+    st.favourite = "grocery"
     before = st.encode()  # a snapshot: to_list() hands out the state's own lists
     c = st.copy()
     assert c == st
