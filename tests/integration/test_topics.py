@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.settings import load_settings
 from streams.topics import topic_plan
-from tests.conftest import ROOT
+from tests.conftest import ROOT, describe_topics, topic_configs
 
 
 def _env(broker: Any, topics: Any, **extra: str) -> dict[str, str]:
@@ -29,29 +26,9 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.Com
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
 
-async def _describe(bootstrap: str) -> dict[str, dict[str, Any]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return {t["topic"]: t for t in await admin.describe_topics() if not t.get("error_code")}
-    finally:
-        await admin.close()
-
-
-async def _configs(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
-        return {name: {k: v for k, v, *_ in entries}
-                for r in responses for _, _, _, name, entries in r.resources}
-    finally:
-        await admin.close()
-
-
 def test_with_create_topics_false_the_worker_stops_naming_every_missing_topic_and_creates_none(broker, topics):
     env = _env(broker, topics, CHURN_CREATE_TOPICS="false")
-    before = set(asyncio.run(_describe(broker.bootstrap)))
+    before = set(describe_topics(broker.bootstrap))
     r = _cli(env, "worker")
     assert r.returncode == 2, r.stdout + r.stderr
     [line] = [x for x in r.stderr.splitlines() if "error:" in x]
@@ -61,7 +38,7 @@ def test_with_create_topics_false_the_worker_stops_naming_every_missing_topic_an
     for spec in plan:
         assert spec.describe() in line
     assert f"{env['CHURN_APP_ID']}-__assignor-__leader (1 partition)" in line
-    assert set(asyncio.run(_describe(broker.bootstrap))) == before  # nothing created, Faust's topics neither
+    assert set(describe_topics(broker.bootstrap)) == before  # nothing created, Faust's topics neither
 
 
 def test_topics_apply_creates_the_plan_and_a_worker_then_starts_without_creating(broker, topics, start_worker):
@@ -70,14 +47,14 @@ def test_topics_apply_creates_the_plan_and_a_worker_then_starts_without_creating
     assert r.returncode == 0, r.stderr
     assert "created 10 topic(s)" in r.stderr
     plan = topic_plan(load_settings(env=env))
-    described = asyncio.run(_describe(broker.bootstrap))
-    assert {s.name: s.partitions for s in plan} == {s.name: len(described[s.name]["partitions"]) for s in plan}
+    described = describe_topics(broker.bootstrap)
+    assert {s.name: s.partitions for s in plan} == {s.name: len(described[s.name]) for s in plan}
     again = _cli(env, "topics", "--apply")
     assert "created 0 topic(s); 10 already there" in again.stderr, again.stderr
     # The worker fixture's environment names these topics and this app id: it must find everything.
     worker = start_worker({"CHURN_CREATE_TOPICS": "false", "CHURN_APP_ID": env["CHURN_APP_ID"]})
     assert worker.proc.poll() is None
-    assert set(asyncio.run(_describe(broker.bootstrap))) >= {s.name for s in plan}
+    assert set(describe_topics(broker.bootstrap)) >= {s.name for s in plan}
 
 
 def test_produce_with_create_topics_false_names_the_missing_input_topics(broker, topics, tmp_path):
@@ -95,7 +72,7 @@ def test_every_topic_the_worker_creates_on_kafka_has_the_plan_s_configs(broker, 
     worker = start_worker({"CHURN_MIN_INSYNC_REPLICAS": "1"})
     settings = load_settings(env={k: v for k, v in worker.env.items() if k.startswith(("CHURN_", "KAFKA_"))})
     plan = topic_plan(settings)
-    configs = asyncio.run(_configs(broker.bootstrap, [s.name for s in plan]))
+    configs = topic_configs(broker.bootstrap, [s.name for s in plan])
     for spec in plan:
         for key, value in spec.configs:
             assert configs[spec.name].get(key) == value, (spec.name, key, configs[spec.name].get(key))
