@@ -24,7 +24,7 @@ from schemas import EventDecoder
 from schemas.decode import MAX_DELIVERY_OFFSET_MS
 from schemas.errors import ConfigError
 from streams.connection import NAMES as KAFKA_NAMES
-from streams.connection import KafkaConnection, env_name, load_connection
+from streams.connection import KafkaConnection, env_name, load_connection, parse_bool
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def load_settings(env: dict[str, str] | None = None, overrides: dict[str, Any] |
             else:
                 values[f"{key}_ms"] = parse_duration(raw, key, allow_zero=zero_ok)
         elif kind == "bool":
-            values[key] = _to_bool(raw, key)
+            values[key] = parse_bool(raw, key)
         elif key == "tick_interval":
             values["tick_interval_s"] = _convert(raw, key, float)
         else:
@@ -192,17 +192,6 @@ def _convert(raw: Any, key: str, kind: Any) -> Any:
         return kind(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: expected {kind.__name__}, got {raw!r}") from None
-
-
-def _to_bool(raw: Any, key: str) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise ConfigError(f"{key}: expected true or false, got {raw!r}")
 
 
 def _check(s: Settings) -> None:
