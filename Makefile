@@ -72,8 +72,8 @@ test-faults: $(STAMP) $(CORE) system-deps $(KAFKA_JARS)  ## kill -9, rebalances,
 fault-loop: $(STAMP) $(CORE) system-deps $(KAFKA_JARS)  ## the fault suite RUNS times in a row on BROKER, a line per run (tests/faults/loop.sh)
 	tests/faults/loop.sh $(or $(RUNS),10)
 
-kafka: $(STAMP)  ## start a local Apache Kafka broker (KRaft) on loopback for trying the worker against; Ctrl-C stops
-	$(PY) -m tests.kafka.launcher $(if $(PORT),--port $(PORT),)
+kafka: $(STAMP)  ## start a local Apache Kafka broker (KRaft) on loopback for trying the worker against (NODES=3: a cluster); Ctrl-C stops
+	$(PY) -m tests.kafka.launcher $(if $(PORT),--port $(PORT),) $(if $(NODES),--nodes $(NODES),)
 
 kafka-jars: $(STAMP) system-deps  ## only fetch the Apache Kafka jars the tests use (Maven Central, into .cache/kafka)
 	$(PY) -m tests.kafka.launcher --fetch-only

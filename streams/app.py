@@ -42,6 +42,7 @@ from streams.metrics import Metrics, faust_monitor
 from streams.runtime import Outgoing, Runtime, headers_list
 from streams.settings import Settings
 from streams.state_store import decode_stored
+from streams.topics import table_topic_configs
 
 log = logging.getLogger("churn_signals")
 
@@ -105,7 +106,10 @@ def faust_app(settings: Settings) -> faust.App:
         broker_credentials=settings.kafka.faust_credentials(),  # SASL and TLS, as every other client
         store="memory://",
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        # Faust declares its own topics (the table changelog, the assignor's leader topic) with these;
+        # the worker has created them before (streams/topics.py), so this is the fallback.
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=settings.create_topics,
         table_standby_replicas=settings.standby_replicas,
         web_host=settings.web_host,
         web_port=settings.web_port,
@@ -137,6 +141,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     app = faust_app(settings)
     app.monitor = faust_monitor(metrics.registry)  # Faust's sensor metrics on our /metrics page
     table = app.Table("customers", default=None, partitions=settings.partitions,
+                      extra_topic_configs=table_topic_configs(settings),
                       schema=faust.Schema(key_serializer="churn_utf8", value_serializer="churn_state"))
     use_table_codecs(table, "churn_utf8", "churn_state")
     changelog = table.changelog_topic

@@ -33,7 +33,7 @@ ENV_HELP = """environment:
 See the README's configuration reference for every setting."""
 
 #: the commands that connect to Kafka take the connection flags
-KAFKA_COMMANDS = ("worker", "demo", "produce", "replay", "shadow", "explain")
+KAFKA_COMMANDS = ("worker", "demo", "produce", "replay", "shadow", "explain", "topics")
 EMBEDDED_PORT = 9092
 
 
@@ -116,6 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--params", metavar="PARAMS.json", help="cadence model and RFM cut points from 'churn-signals "
                    "fit': silence deadlines follow each customer's own rhythm (default: category windows only)")
 
+    tp = add("topics", "print (or create) every topic the worker needs, for the cluster's owner",
+             "Print the topic plan of this configuration: every topic the worker reads or writes, Faust's "
+             "table changelog and leader topic included, with partitions, replication factor and configs "
+             "(CHURN_REPLICATION_FACTOR, CHURN_MIN_INSYNC_REPLICAS, CHURN_PARTITIONS, topic names, app id). "
+             "Hand it to whoever owns the cluster when the worker may not create topics "
+             "(CHURN_CREATE_TOPICS=false). --apply creates the missing ones on KAFKA_BOOTSTRAP_SERVERS.")
+    tp.add_argument("--format", choices=["table", "sh", "json"], default="table",
+                    help="table (default), sh: a kafka-topics.sh script, json: for tools")
+    tp.add_argument("--apply", action="store_true", help="create the missing topics now (existing input "
+                    "topics' partition count wins, as at worker start-up) and say which were there")
+    tp.add_argument("--partitions", type=int, help="partitions of the co-partitioned topics (CHURN_PARTITIONS)")
+    tp.add_argument("--app-id", help="the worker's app id: names the changelog and leader topics (CHURN_APP_ID)")
+    tp.add_argument("--replication-factor", type=int, help="CHURN_REPLICATION_FACTOR (default 1; production: 3)")
+    tp.add_argument("--min-insync-replicas", type=int, help="CHURN_MIN_INSYNC_REPLICAS (default: the cluster's; "
+                    "production: 2)")
+
     f = add("fit", "fit the personal cadence models (BG/NBD, Pareto/NBD) and RFM cut points",
             "Estimate the BG/NBD population parameters r, alpha, a, b and the Pareto/NBD ones r, alpha, s, beta "
             "by maximum likelihood from the orders in a JSON Lines log up to --until (on the UTC day grid: orders "
@@ -183,6 +199,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "worker":
         overrides = {"web_port": args.web_port, "partitions": args.partitions, "app_id": args.app_id,
                      "log_level": args.log_level}
+    if args.command == "topics":
+        overrides = {"partitions": args.partitions, "app_id": args.app_id,
+                     "replication_factor": args.replication_factor, "min_insync_replicas": args.min_insync_replicas}
     settings = load_settings(overrides=overrides, kafka=kafka_flags(args))
     if args.command == "fit":
         from streams.fit import run_fit
@@ -200,6 +219,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from streams.demo import run_demo
 
         return run_demo(settings, args.duration, args.customers, args.rate, args.show_history)
+    if args.command == "topics":
+        return _topics(settings, args.format, args.apply)
     if args.command == "produce":
         return _produce(settings, args.file, args.rate, args.progress)
     if args.command in ("replay", "shadow", "diff", "explain", "report"):
@@ -228,6 +249,21 @@ def _broker(port: int) -> int:
         pass
     finally:
         broker.stop()
+    return 0
+
+
+def _topics(settings: Settings, fmt: str, apply: bool) -> int:
+    from streams.topics import apply_plan, render, topic_plan
+
+    if not apply:
+        sys.stdout.write(render(topic_plan(settings), fmt, settings))
+        return 0
+    if not settings.bootstrap:
+        raise CommandError("topics --apply needs a broker: set KAFKA_BOOTSTRAP_SERVERS (or --bootstrap-servers)")
+    plan, created, existed = asyncio.run(apply_plan(settings))
+    sys.stdout.write(render(plan, fmt, settings))
+    print(f"created {len(created)} topic(s){': ' + ', '.join(created) if created else ''}; "
+          f"{len(existed)} already there{' (left as they are)' if existed else ''}", file=sys.stderr)
     return 0
 
 

@@ -245,7 +245,8 @@ def load_connection(file: Mapping[str, Any], env: Mapping[str, str], flags: Mapp
         ssl_certfile=_path(raw, "ssl_certfile"),
         ssl_keyfile=_path(raw, "ssl_keyfile"),
         ssl_key_password=_secret(raw.get("ssl_key_password")),
-        ssl_check_hostname=_bool(raw.get("ssl_check_hostname", True)),
+        ssl_check_hostname=parse_bool(raw.get("ssl_check_hostname", True),
+                                      f"ssl_check_hostname ({env_name('ssl_check_hostname')})"),
     )
     _check(conn)
     return conn
@@ -303,7 +304,8 @@ def _path(raw: Mapping[str, Any], name: str) -> str | None:
     return str(path)
 
 
-def _bool(value: Any) -> bool:
+def parse_bool(value: Any, setting: str) -> bool:
+    """A boolean setting from TOML or the environment (true/false, 1/0, yes/no, on/off)."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -311,7 +313,7 @@ def _bool(value: Any) -> bool:
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    raise ConfigError(f"ssl_check_hostname ({env_name('ssl_check_hostname')}): expected true or false, got {value!r}")
+    raise ConfigError(f"{setting}: expected true or false, got {value!r}")
 
 
 def _read_secret_file(name: str, path: str) -> str:

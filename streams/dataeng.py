@@ -198,7 +198,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
             raise CommandError("choose one of --out and --out-topic")
         if not settings.bootstrap:
             raise CommandError("--out-topic needs a broker: set KAFKA_BOOTSTRAP_SERVERS")
-        sink = TopicSink(settings.kafka, args.out_topic, args.audit_topic, partitions=settings.partitions)
+        sink = TopicSink(settings, args.out_topic, args.audit_topic)
     else:
         sink = FileSink(args.out)
     rejects = RejectSink(args.rejects) if args.rejects else None

@@ -24,7 +24,7 @@ from schemas import EventDecoder
 from schemas.decode import MAX_DELIVERY_OFFSET_MS
 from schemas.errors import ConfigError
 from streams.connection import NAMES as KAFKA_NAMES
-from streams.connection import KafkaConnection, env_name, load_connection
+from streams.connection import KafkaConnection, env_name, load_connection, parse_bool
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,14 @@ class Settings:
     merge_wait_ms: int = 2000
     merge_max_held: int = 50_000
     standby_replicas: int = 1
+    # Topics (streams/topics.py): replicas of every topic we or Faust create (1 suits the embedded
+    # broker and a one-node Kafka; production clusters: 3), the topic-level min.insync.replicas
+    # (None: the cluster's default; production: 2, so acks=all survives one broker down and
+    # refuses writes that only one copy holds), and whether to create missing topics at all
+    # (false: an ACL-restricted cluster whose owner creates them from `churn-signals topics`).
+    replication_factor: int = 1
+    min_insync_replicas: int | None = None
+    create_topics: bool = True
     log_level: str = "info"
     log_format: str = "text"              # text | json
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -111,7 +119,8 @@ _WORKER_KEYS = {
     "tick_interval": float, "caught_up_lag": int, "producer_delay": "duration", "max_future_skew": "duration",
     "max_delivery_offset": "duration",
     "merge_wait": "duration", "merge_max_held": int,
-    "standby_replicas": int, "log_level": str, "log_format": str, "topic_prefix": str,
+    "standby_replicas": int, "replication_factor": int, "min_insync_replicas": int, "create_topics": "bool",
+    "log_level": str, "log_format": str, "topic_prefix": str,
 }
 _TOPIC_KEYS = {f"topic_{f.name}": f.name for f in fields(Topics)}
 
@@ -167,6 +176,8 @@ def load_settings(env: dict[str, str] | None = None, overrides: dict[str, Any] |
                 values[f"{key}_ms"] = 0  # "never wait", "no allowance": no unit needed
             else:
                 values[f"{key}_ms"] = parse_duration(raw, key, allow_zero=zero_ok)
+        elif kind == "bool":
+            values[key] = parse_bool(raw, key)
         elif key == "tick_interval":
             values["tick_interval_s"] = _convert(raw, key, float)
         else:
@@ -188,6 +199,11 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"partitions: expected 1..1024, got {s.partitions}")
     if not 0 <= s.web_port <= 65535:
         raise ConfigError(f"web_port: expected 0..65535, got {s.web_port}")
+    if not 1 <= s.replication_factor <= 32767:
+        raise ConfigError(f"replication_factor: expected 1..32767, got {s.replication_factor}")
+    if s.min_insync_replicas is not None and not 1 <= s.min_insync_replicas <= s.replication_factor:
+        raise ConfigError(f"min_insync_replicas: expected 1..{s.replication_factor} (the replication factor: "
+                          f"more in-sync replicas than copies would refuse every write), got {s.min_insync_replicas}")
     if s.tick_interval_s <= 0:
         raise ConfigError("tick_interval: must be positive (seconds)")
     if s.merge_wait_ms < 0 or s.merge_max_held < 0:

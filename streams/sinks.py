@@ -8,7 +8,6 @@ replayed triggers can be compared byte for byte with the topic.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import sys
 from pathlib import Path
@@ -19,7 +18,8 @@ import orjson
 from detectors import Decision
 from detectors.envelope import CONTENT_TYPE, encode
 from schemas.errors import CommandError
-from streams.connection import KafkaConnection, start
+from streams.connection import start
+from streams.settings import Settings
 from streams.sources import Reject
 
 
@@ -65,19 +65,20 @@ class RejectSink:
         self.fh.close()
 
 
-async def _ensure_topics(conn: KafkaConnection, names: list[str], partitions: int) -> None:
-    from aiokafka.admin import NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
+async def _ensure_topics(settings: Settings, names: list[str]) -> None:
+    """The output topics with the deployment's replication (streams/topics.py); only checked when
+    CHURN_CREATE_TOPICS=false."""
+    from streams.topics import TopicSpec, admin_client, create, existing_topics, isr_configs, missing_line
 
-    from streams.topics import admin_client
-
-    admin = await admin_client(conn, 15.0)
+    isr = isr_configs(settings)
+    admin = await admin_client(settings.kafka, 15.0)
     try:
-        existing = {t["topic"] for t in await admin.describe_topics() if not t.get("error_code")}
-        missing = [NewTopic(n, partitions, 1) for n in dict.fromkeys(names) if n not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile: fine
-                await admin.create_topics(missing)
+        existing = await existing_topics(admin)
+        missing = [TopicSpec(n, settings.partitions, settings.replication_factor, isr, "output", "replayed triggers")
+                   for n in dict.fromkeys(names) if n not in existing]
+        if missing and not settings.create_topics:
+            raise CommandError(missing_line(settings, missing))
+        await create(admin, missing)
     finally:
         await admin.close()
 
@@ -89,20 +90,21 @@ class TopicSink:
     (their `decision` field says what they are).
     """
 
-    def __init__(self, conn: KafkaConnection, topic: str, audit_topic: str | None = None, batch: int = 2000,
-                 partitions: int = 4) -> None:
+    def __init__(self, settings: Settings, topic: str, audit_topic: str | None = None, batch: int = 2000) -> None:
         from aiokafka import AIOKafkaProducer
 
         self.topic = topic
         self.audit_topic = audit_topic or topic
         self.batch = batch
         self.count = 0
+        conn = settings.kafka
+
         async def create() -> AIOKafkaProducer:  # aiokafka binds to the loop running when it is built
             return conn.producer(acks="all", linger_ms=5)  # type: ignore[no-any-return]
 
         self.loop = asyncio.new_event_loop()
         try:  # brokers may not create topics on first write (auto.create.topics.enable=false)
-            self.loop.run_until_complete(_ensure_topics(conn, [topic, self.audit_topic], partitions))
+            self.loop.run_until_complete(_ensure_topics(settings, [topic, self.audit_topic]))
             self.producer = self.loop.run_until_complete(create())
             self.loop.run_until_complete(start(conn, self.producer))
         except BaseException:

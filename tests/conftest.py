@@ -232,6 +232,40 @@ def consume(bootstrap: str, topic: str, until: Any = None, timeout: float = 30.0
     return run(_consume(bootstrap, topic, until or (lambda _: False), timeout))
 
 
+async def _describe_topics(bootstrap: str) -> dict[str, list[dict[str, Any]]]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {t["topic"]: t["partitions"] for t in await admin.describe_topics() if not t.get("error_code")}
+    finally:
+        await admin.close()
+
+
+def describe_topics(bootstrap: str) -> dict[str, list[dict[str, Any]]]:
+    """Topic -> its partitions as the broker describes them (leader, replicas, isr)."""
+    return run(_describe_topics(bootstrap))
+
+
+async def _topic_configs(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+        return {name: {k: v for k, v, *_ in entries} for r in responses for _, _, _, name, entries in r.resources}
+    finally:
+        await admin.close()
+
+
+def topic_configs(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
+    """Topic -> its configs as the broker reports them (Apache Kafka; the embedded broker reports none)."""
+    return run(_topic_configs(bootstrap, names))
+
+
 def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.3, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -7,14 +7,11 @@ reported as skipped with the reason.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from tests.conftest import wait_for
+from tests.conftest import topic_configs, wait_for
 from tests.faults.harness import LOST_MS, SHORT_WINDOWS, Traffic, customers, event_ms, now_ms, verify
 
 pytestmark = pytest.mark.faults
@@ -29,21 +26,10 @@ def kafka(broker: Any) -> Any:
     return broker
 
 
-async def _topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-        [(_, _, _, _, entries)] = response.resources
-        return {name: value for name, value, *_ in entries}
-    finally:
-        await admin.close()
-
-
 def test_the_customer_changelog_is_created_compacted(kafka: Any, start_worker: Any) -> None:
     worker = start_worker()
     changelog = f"{worker.env['CHURN_APP_ID']}-customers-changelog"
-    configs = asyncio.run(_topic_configs(kafka.bootstrap, changelog))
+    configs = topic_configs(kafka.bootstrap, [changelog])[changelog]
     assert configs["cleanup.policy"] == "compact", f"{changelog}: {configs.get('cleanup.policy')}"
 
 

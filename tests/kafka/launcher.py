@@ -50,13 +50,16 @@ Broker
     ``server.properties`` entry (keystores, JAAS, replication factors). A quorum
     of several nodes shares one ``cluster_id``, sets ``controller.quorum.voters``
     (or ``controller.quorum.bootstrap.servers``) in ``extra_config`` and passes
-    the matching ``format_args`` (e.g. ``["--initial-controllers", ...]``). ``scram_users``
+    the matching ``format_args`` (e.g. ``["--initial-controllers", ...]``);
+    ``KafkaCluster(3)`` does that for N nodes on free ports (static quorum, internal
+    topics replicated 3 ways, a 384 MB heap per node), launching every JVM before
+    waiting for any: on 2 cores three nodes are ready in 7-8 s. ``scram_users``
     adds SCRAM credentials when the storage is formatted (``tests/kafka/secure.py`` builds a
     SASL_SSL and an mTLS listener with them and certificates made by the test).
 
 Command line (``make kafka``; ``make kafka-jars`` only fetches)
-    ``python -m tests.kafka.launcher [--port N] [--data-dir DIR]`` prints
-    ``KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:N`` and keeps the broker up until
+    ``python -m tests.kafka.launcher [--port N] [--data-dir DIR] [--nodes 3]`` prints
+    ``KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:N[,...]`` and keeps the broker up until
     Ctrl-C or SIGTERM, then stops it cleanly. ``--fetch-only`` fetches the jars
     and prints their directory.
 """
@@ -107,6 +110,8 @@ JVM_OPTS = (
     "-XX:TieredStopAtLevel=1",
     "-Djava.awt.headless=true",
 )
+#: The nodes of a three-node cluster, beside a worker and the tests on 2 cores: a smaller heap each.
+CLUSTER_JVM_OPTS = ("-Xms128m", "-Xmx384m", *JVM_OPTS[2:])
 TOOL_JVM_OPTS = ("-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Djava.awt.headless=true")
 
 CONTROLLER = "CONTROLLER"
@@ -393,6 +398,7 @@ class KafkaBroker:
         self.proc: subprocess.Popen[bytes] | None = None
         self._libs: Path | None = None
         self.timings: dict[str, float] = {}  # seconds of the last start: jars, format, ready
+        self._launched = 0.0
 
     # -- addresses and files
 
@@ -522,6 +528,12 @@ class KafkaBroker:
 
     def start(self, timeout: float = 60.0) -> KafkaBroker:
         """Write the config, format on first use, start the JVM, wait until it answers Metadata."""
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> KafkaBroker:
+        """start() without the wait: the JVM is running, not necessarily ready (the nodes of a
+        quorum are launched together: none is ready before a majority of controllers runs)."""
         if self.running:
             raise CommandError(f"the Kafka broker on {self.bootstrap} is already running (pid {self.pid})")
         t0 = time.monotonic()
@@ -544,14 +556,27 @@ class KafkaBroker:
                 out.flush()
                 self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                              cwd=self.data_dir, start_new_session=True)
-            self._wait_ready(timeout, timeout - (t2 - t1))  # fetching jars does not count
         except BaseException:
-            self._terminate(signal.SIGKILL, 10)
-            if self._temporary:  # the error carries the log tail; a temporary dir would only be left behind
-                self._remove_temporary()
+            self._failed()
             raise
-        self.timings = {"jars": t1 - t0, "format": t2 - t1, "ready": time.monotonic() - t2}
+        self.timings = {"jars": t1 - t0, "format": t2 - t1}
+        self._launched = t2
         return self
+
+    def wait_ready(self, timeout: float = 60.0) -> KafkaBroker:
+        """Return once the launched broker lists itself in a Metadata response (fetching jars does not count)."""
+        try:
+            self._wait_ready(timeout, timeout - self.timings.get("format", 0.0))
+        except BaseException:
+            self._failed()
+            raise
+        self.timings["ready"] = time.monotonic() - self._launched
+        return self
+
+    def _failed(self) -> None:
+        self._terminate(signal.SIGKILL, 10)
+        if self._temporary:  # the error carries the log tail; a temporary dir would only be left behind
+            self._remove_temporary()
 
     def _cds_opts(self) -> list[str]:
         """Use the class-data archive, or have this JVM write one when it exits after stop()."""
@@ -666,6 +691,90 @@ class KafkaBroker:
         return f"<KafkaBroker {self.bootstrap} node {self.node_id} {state} data={self._data_dir}>"
 
 
+class KafkaCluster:
+    """Several KafkaBroker nodes, each broker and controller, forming one KRaft cluster on loopback.
+
+    ::
+
+        with KafkaCluster(3) as cluster:          # temp data dirs, free loopback ports
+            use(cluster.bootstrap)                # "127.0.0.1:A,127.0.0.1:B,127.0.0.1:C"
+            cluster.nodes[1].kill()               # SIGKILL one node; the others carry on
+            cluster.nodes[1].restart()            # same data dir and ports: it rejoins
+
+    The controller quorum is static (``controller.quorum.voters`` lists every node), so
+    the storage is formatted without ``--standalone`` and no node is ready before a
+    majority of them runs: ``start()`` launches every JVM first, then waits for each.
+    Internal topics (consumer offsets, transactions) get ``min(size, 3)`` replicas and
+    ``min.insync.replicas`` one less, as a production cluster would have them.
+    """
+
+    def __init__(self, size: int = 3, data_dir: Path | None = None, *, host: str = "127.0.0.1",
+                 extra_config: Mapping[str, str] | None = None, jvm_opts: Sequence[str] = CLUSTER_JVM_OPTS) -> None:
+        if size < 1:
+            raise ValueError("a cluster has at least one node")
+        self._temporary = data_dir is None
+        self.data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="churn-kafka-"))
+        ports = free_ports(2 * size, host)
+        client, controller = ports[:size], ports[size:]
+        voters = ",".join(f"{i + 1}@{host}:{controller[i]}" for i in range(size))
+        replicas = min(size, 3)
+        isr = str(max(1, replicas - 1))
+        internal = {
+            "controller.quorum.voters": voters,
+            "offsets.topic.replication.factor": str(replicas),
+            "transaction.state.log.replication.factor": str(replicas),
+            "transaction.state.log.min.isr": isr,
+            "share.coordinator.state.topic.replication.factor": str(replicas),
+            "share.coordinator.state.topic.min.isr": isr,
+        }
+        cluster_id = random_cluster_id()
+        self.nodes = [KafkaBroker(self.data_dir / f"node-{i + 1}", node_id=i + 1, host=host, port=client[i],
+                                  controller_port=controller[i], cluster_id=cluster_id,
+                                  extra_config={**internal, **(extra_config or {})}, jvm_opts=jvm_opts)
+                      for i in range(size)]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def node(self, node_id: int) -> KafkaBroker:
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+    def start(self, timeout: float = 120.0) -> KafkaCluster:
+        try:
+            for node in self.nodes:
+                node.launch()
+            for node in self.nodes:
+                node.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM every running node (controlled shutdown), SIGKILL after timeout; a temporary dir is removed."""
+        for node in self.nodes:  # all at once: the last ones need no quorum to shut down
+            if node.running and node.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.proc.pid, signal.SIGTERM)
+        for node in self.nodes:
+            node.stop(timeout)
+        if self._temporary:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def log_tails(self, n: int = LOG_TAIL) -> str:
+        return "\n".join(f"=== node {node.node_id}\n{node.log_tail(n)}" for node in self.nodes)
+
+    def __enter__(self) -> KafkaCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<KafkaCluster {self.bootstrap} {[n.pid if n.running else None for n in self.nodes]}>"
+
+
 # -- command line -------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -681,8 +790,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="keep topics here across runs (default: a temporary directory removed at exit)")
     p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the broker (default 90)")
+    p.add_argument("--nodes", type=int, default=1, help="a cluster of this many nodes, each broker and controller "
+                   "(e.g. 3: then try CHURN_REPLICATION_FACTOR=3 CHURN_MIN_INSYNC_REPLICAS=2; default 1)")
     p.add_argument("--fetch-only", action="store_true", help="only fetch the jars and print their directory")
     args = p.parse_args(argv)
+    if args.nodes != 1 and (args.port or args.controller_port):
+        p.error("--port and --controller-port are for a single node; a cluster takes free ports")
     try:
         if args.fetch_only:
             t0 = time.monotonic()
@@ -699,17 +812,24 @@ def _serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
-    broker = KafkaBroker(args.data_dir, port=args.port, controller_port=args.controller_port)
+    broker: KafkaBroker | KafkaCluster
+    if args.nodes == 1:
+        broker = KafkaBroker(args.data_dir, port=args.port, controller_port=args.controller_port)
+    else:
+        broker = KafkaCluster(args.nodes, args.data_dir)
+    nodes = [broker] if isinstance(broker, KafkaBroker) else broker.nodes
     try:
-        print(f"starting Apache Kafka {kafka_version()} in {broker.data_dir} ...", file=sys.stderr, flush=True)
+        print(f"starting Apache Kafka {kafka_version()} ({args.nodes} node{'s' if args.nodes > 1 else ''}) in "
+              f"{broker.data_dir} ...", file=sys.stderr, flush=True)
         broker.start(timeout=args.timeout)
-        t = broker.timings
+        t = nodes[0].timings
         print(f"ready: jars {t['jars']:.1f} s, format {t['format']:.1f} s, start {t['ready']:.1f} s; "
-              f"log {broker.log_path}; Ctrl-C stops", file=sys.stderr, flush=True)
+              f"logs {', '.join(str(n.log_path) for n in nodes)}; Ctrl-C stops", file=sys.stderr, flush=True)
         print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}", flush=True)
         while not stop.wait(0.5):
-            if not broker.running:
-                raise CommandError(f"Apache Kafka exited unexpectedly; last lines:\n{broker.log_tail()}")
+            if down := [n for n in nodes if not n.running]:
+                raise CommandError(f"Apache Kafka node {down[0].node_id} exited unexpectedly; last lines:\n"
+                                   f"{down[0].log_tail()}")
     except KeyboardInterrupt:
         pass
     finally:

@@ -24,7 +24,7 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> s
 
 
 @pytest.mark.parametrize("command", ["worker", "broker", "demo", "produce", "replay", "shadow", "diff", "explain",
-                                     "report"])
+                                     "report", "topics"])
 def test_every_command_has_help(command):
     r = cli(command, "--help")
     assert r.returncode == 0
@@ -39,6 +39,24 @@ def _assert_one_line_error(r: subprocess.CompletedProcess[str], *fragments: str)
     assert len(lines) == 1, r.stderr
     for f in fragments:
         assert f in lines[0]
+
+
+def test_topics_prints_the_plan_of_the_flags_over_the_environment_without_a_broker():
+    r = cli("topics", "--format", "json", "--replication-factor", "3", "--min-insync-replicas", "2",
+            "--partitions", "8", env={"CHURN_APP_ID": "eu", "CHURN_REPLICATION_FACTOR": "1"})
+    assert r.returncode == 0, r.stderr
+    rows = {t["name"]: t for t in orjson.loads(r.stdout)}
+    assert rows["eu-customers-changelog"]["partitions"] == 8
+    assert rows["eu-__assignor-__leader"]["partitions"] == 1
+    assert {t["replication_factor"] for t in rows.values()} == {3}
+    assert {t["configs"]["min.insync.replicas"] for t in rows.values()} == {"2"}
+
+
+def test_topics_apply_without_a_broker_is_one_line():
+    r = cli("topics", "--apply")
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("churn-signals topics: error: topics --apply needs a broker: set "
+                                "KAFKA_BOOTSTRAP_SERVERS (or --bootstrap-servers)")
 
 
 def test_unknown_flag_is_a_usage_error():
