@@ -45,8 +45,12 @@ Sink = Callable[[dict[str, Any], Decision], None]
 Observer = Callable[[Event | None, str, list[Decision], PartitionCore], None]
 #: An event found to re-use an applied id with other content: (event, its line number or arrival count, raw line).
 Conflict = Callable[[Event, int, bytes], None]
-#: A held event: (event time, arrival number, event, raw line or b""); the number keeps equal times in arrival order.
+#: An event held in order: (event, arrival number, raw line or b"").
+Queued = tuple[Event, int, bytes]
+#: An event held out of order: (event time, arrival number, event, raw line or b""); in a heap.
 Held = tuple[int, int, Event, bytes]
+#: Released queue entries are dropped once there are this many and they are most of the queue.
+COMPACT: Final = 64
 
 #: Bound once: a compiled module reads `module.function` from the module's dict on every call.
 _heappush: Final = heapq.heappush
@@ -103,7 +107,9 @@ class Fold:
         # the reorder buffer
         self.lateness = lateness_ms
         self.high = 0             # highest event time admitted: the watermark is `high - lateness`
-        self.held: list[Held] = []  # a heap
+        self.queue: list[Queued] = []  # events that arrived in order, from `head` on
+        self.head = 0
+        self.held: list[Held] = []  # a heap of those that did not
         self.reordered = 0        # events that arrived before one with a later event time and were put back
 
     @property
@@ -171,26 +177,27 @@ class Fold:
     def take(self, ev: Event, number: int, raw: bytes, on_conflict: Conflict) -> None:
         """One admitted event: applied at once (no buffer, or later than the watermark) or held.
 
-        A held event is released, with every other one the watermark has passed, in
-        event-time order; then the clock moves to the watermark. `number` and `raw` go
-        to `on_conflict` with an event whose id was applied before with other content.
+        Held events the watermark has passed are released in event-time order; then the
+        clock moves to the watermark. `number` and `raw` go to `on_conflict` with an event
+        whose id was applied before with other content.
         """
         lateness = self.lateness
         ts = ev.ts
         high = self.high
         if lateness <= 0 or ts < high - lateness:
-            if self.apply(ev)[1] == CONFLICT:  # later than the buffer allows: applied as late, reported
-                on_conflict(ev, number, raw)
+            self._put(ev, number, raw, on_conflict)  # later than the buffer allows: applied as late, reported
             return
-        if ts < high:
-            self.reordered += 1
-        else:
+        if ts >= high:
+            # In order, nearly every event of a sorted log: appended to the queue, which
+            # stays sorted by (time, arrival), and leaves it from the front; a heap cost
+            # a push and a pop of O(log n) tuple compares per event.
             high = self.high = ts
-        held = self.held
-        _heappush(held, (ts, number, ev, raw))
+            self.queue.append((ev, number, raw))
+        else:
+            self.reordered += 1
+            _heappush(self.held, (ts, number, ev, raw))
         limit = high - lateness
-        while held and held[0][0] <= limit:
-            self._release(_heappop(held), on_conflict)
+        self._release(limit, on_conflict)
         # The clock follows the watermark, not only the events released: every event up to
         # it is applied, and what the buffer still holds lies more than the lateness after
         # any deadline this can fire, so it could not have cancelled one. A sparse log
@@ -200,12 +207,36 @@ class Fold:
 
     def flush(self, on_conflict: Conflict) -> None:
         """The input ended: apply every held event, in event-time order."""
-        held = self.held
-        while held:
-            self._release(_heappop(held), on_conflict)
+        self._release(self.high, on_conflict)
 
-    def _release(self, item: Held, on_conflict: Conflict) -> None:
-        _, number, ev, raw = item
+    def _release(self, limit: int, on_conflict: Conflict) -> None:
+        """Apply the held events at or before `limit`, in (event time, arrival) order.
+
+        They are in two places: the queue (in order on arrival) and the heap (out of
+        order). A queued event and a heap event at the same time arrived in that order:
+        once `high` is past a time, every later event at that time goes to the heap.
+        """
+        queue, held = self.queue, self.held
+        head = self.head
+        while True:
+            if head < len(queue):
+                ev, number, raw = queue[head]
+                ts = ev.ts
+                if ts <= limit and (not held or ts <= held[0][0]):
+                    head += 1
+                    self.head = head
+                    self._put(ev, number, raw, on_conflict)
+                    continue
+            if held and held[0][0] <= limit:
+                _, number, ev, raw = _heappop(held)
+                self._put(ev, number, raw, on_conflict)
+                continue
+            break
+        if head > COMPACT and head * 2 > len(queue):  # drop the released front now and then
+            del queue[:head]
+            self.head = 0
+
+    def _put(self, ev: Event, number: int, raw: bytes, on_conflict: Conflict) -> None:
         if self.apply(ev)[1] == CONFLICT:
             on_conflict(ev, number, raw)
 

@@ -20,7 +20,7 @@ import pytest
 
 from detectors import Decision, PartitionCore
 from detectors.engine import CONFLICT
-from detectors.envelope import encode, to_cloudevent
+from detectors.envelope import encode, iso_ms, to_cloudevent
 from schemas import Event
 from schemas.decode import to_epoch_ms
 from streams.replay import Replayer, ReplayResult, snapshots, summary_table
@@ -188,7 +188,7 @@ def test_the_fold_replays_an_untidy_log_exactly_as_the_interpreted_buffer(log, l
 
 def test_an_in_order_log_is_held_back_by_the_lateness_and_fires_deadlines_at_the_watermark(tmp_path):
     """Each event waits for one 15 minutes later; the clock trails the newest event by the lateness."""
-    history = SampleGenerator(seed=5, customers=60).history(END, days=60)
+    history = SampleGenerator(seed=5, customers=300).history(END, days=90)
     path = tmp_path / "sorted.jsonl"
     path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in history))
     want, want_triggers, want_calls = reference(path)
@@ -199,3 +199,36 @@ def test_an_in_order_log_is_held_back_by_the_lateness_and_fires_deadlines_at_the
     assert got.reordered == got.late_count == 0
     assert got.clock == max(to_epoch_ms(e["occurred_at"]) for e in history)  # the end releases every held event
     assert any(outcome == "deadline" for _, outcome, *_ in got_calls)
+
+
+def _order(customer: str, n: int, at: int, amount: float = 10.0) -> bytes:
+    return orjson.dumps({"event_id": f"{customer}-o{n}", "type": "order", "customer_id": customer,
+                         "occurred_at": iso_ms(at), "order_id": f"{customer}-{n}", "category": "grocery",
+                         "amount": amount})
+
+
+@pytest.mark.parametrize("lines", [True, False], ids=["line loop", "event loop"])
+def test_an_event_exactly_at_the_watermark_is_released_at_once(tmp_path, lines):
+    """`high - lateness` itself is passed: such an event, queued or just read out of order, goes now.
+
+    Rejects show when an event was applied: a re-used id is found then, and its reject comes
+    before those of the lines read after it only when it was applied at once.
+    """
+    t = END - 10 * DAY
+    log = tmp_path / "edge.jsonl"
+    log.write_bytes(b"".join(line + b"\n" for line in (
+        _order("a", 1, t),
+        _order("b", 1, t + 15 * MINUTE),       # the watermark reaches a-o1 (queued): applied
+        _order("a", 1, t, amount=11.0),        # out of order, exactly at the watermark: a conflict now
+        b"{nope",
+        _order("b", 1, t + 15 * MINUTE, 11.0),  # in order: held until the watermark reaches it
+        _order("c", 1, t + 30 * MINUTE),       # ... now
+        b"[1]",
+    )))
+    got = fold_replay(log, lines)[0]
+    want = reference(log)[0]
+    assert [(r.position, r.reason) for r in got.reject_samples] == [
+        (3, "event_id_conflict"), (4, "malformed_json"), (5, "event_id_conflict"), (7, "not_an_object")]
+    assert _summary(got, Replayer().cfg) == _summary(want, Replayer().cfg)
+    assert got.reordered == 1
+    assert got.late_count == 0
