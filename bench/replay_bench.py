@@ -8,7 +8,9 @@
 3. Alternates, `runs` times: a bare `orjson.loads` loop over the file (the
    ceiling: reading and parsing, nothing else) and a full replay (read, parse,
    validate, detect, build and encode every trigger), and reports medians.
-4. bytes/customer = mean encoded state size (CustomerState.encode) over the
+4. Unless --no-stages, a one-off breakdown of where the time goes, with the reorder buffer's share (the
+   default lateness against `--lateness 0`) among it.
+5. bytes/customer = mean encoded state size (CustomerState.encode) over the
    customers tracked at the end of the replay.
 
 The last line is the summary:  replay: <N> events/s, <B> bytes/customer, <R> of bare parse
@@ -74,9 +76,9 @@ def decode_only(path: Path) -> float:
     return time.perf_counter() - t
 
 
-def core_only(path: Path) -> float:
-    """The full replay without building or encoding triggers."""
-    r = Replayer()
+def core_only(path: Path, lateness_ms: int | None = None) -> float:
+    """The full replay without building or encoding triggers (reorder buffer: the default lateness, or as given)."""
+    r = Replayer(lateness_ms=lateness_ms)
     t = time.perf_counter()
     r.run_source(FileSource(path))
     return time.perf_counter() - t
@@ -143,6 +145,8 @@ def main() -> int:
         t_decode = decode_only(path)
         gc.collect()
         t_core = core_only(path)
+        gc.collect()
+        t_unbuffered = core_only(path, lateness_ms=0)
         per = [("read + parse (bare loop)", 1e6 / b), ("validate into events", t_decode / n * 1e6 - 1e6 / b),
                ("detector core + replay loop", (t_core - t_decode) / n * 1e6),
                ("build + encode triggers", 1e6 / r - t_core / n * 1e6)]
@@ -150,6 +154,9 @@ def main() -> int:
         for name, us in per:
             print(f"  {name:<30} {us:6.2f}")
         print(f"  {'total':<30} {1e6 / r:6.2f}")
+        lateness = Replayer().lateness_ms
+        print(f"  {'of which the reorder buffer':<30} {(t_core - t_unbuffered) / n * 1e6:6.2f}  "
+              f"(--lateness {lateness // 60_000}m against 0: x{t_unbuffered / t_core:.3f} of the speed)")
     print(f"median of {args.runs}: bare parse {b:,.0f} events/s, replay {r:,.0f} events/s; "
           f"{n:,} events, {written:,} triggers")
     print(f"budget: >= 200,000 events/s and <= 300 bytes/customer: "

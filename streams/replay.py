@@ -1,10 +1,11 @@
 """Offline replay: the live core over files or a topic range, on an event-time clock.
 
-The same Engine and PartitionCore as the worker; the per-event loop itself is
-detectors/fold.py, compiled with the core. The clock follows event time:
-after each event it advances to the highest event time applied, so deadlines
-fire as they would live, and `until` advances it at the end so silence that
-became due by then fires too.
+The same Engine and PartitionCore as the worker; the per-event loop itself,
+reorder buffer included, is detectors/fold.py, compiled with the core. The
+clock follows event time: after each event it advances to the highest event
+time applied (with a reorder buffer, to its watermark), so deadlines fire as
+they would live, and `until` advances it at the end so silence that became due
+by then fires too.
 
 Untidy input is handled, never dropped silently:
 - events up to `lateness` out of order are put back in event-time order by a
@@ -30,7 +31,6 @@ Untidy input is handled, never dropped silently:
 from __future__ import annotations
 
 import gc
-import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -40,9 +40,9 @@ from typing import Any
 import orjson
 
 from detectors import CustomerState, Decision, DetectorConfig, Engine, PartitionCore
-from detectors.engine import CONFLICT, conflict_error
+from detectors.engine import conflict_error
 from detectors.envelope import iso_ms
-from detectors.fold import KEEP, PROGRESS_MASK, Fold, ReadFailed
+from detectors.fold import KEEP, Fold, Observer, ReadFailed
 from detectors.snapshot import summary
 from schemas import Event, EventDecoder, InvalidEvent
 from schemas.errors import CommandError
@@ -53,15 +53,13 @@ from streams.terminal import printable
 #: Young-generation threshold of the cyclic collector during a replay (CPython: 700).
 GC_GEN0_THRESHOLD = 50_000
 
-Observer = Callable[[Event | None, str, list[Decision], PartitionCore], None]
-
 
 @contextmanager
 def fewer_collections() -> Iterator[None]:
     """Run the cyclic garbage collector less often for the length of a replay.
 
     A replay allocates a few container objects per event (the parsed event, decisions,
-    heap entries) and frees nearly all of them at once by reference counting; with
+    reorder buffer entries) and frees nearly all of them at once by reference counting; with
     CPython's default thresholds the collector still ran every 700 allocations and walked
     the customer states each time (~5% of a replay). Restored afterwards.
     """
@@ -134,8 +132,9 @@ class Replayer:
         self.observer = observer
         self.result = ReplayResult()
         self.core = PartitionCore(self.engine, self.result.states)
-        # The per-event loop and its counts (compiled with the core); copied into `result` at the end.
-        self.fold = Fold(self.core, self.version, from_ms=from_ms, until_ms=until_ms, sink=on_trigger)
+        # The per-event loop, reorder buffer and counts (compiled with the core); copied into `result` at the end.
+        self.fold = Fold(self.core, self.version, from_ms=from_ms, until_ms=until_ms, sink=on_trigger,
+                         lateness_ms=self.lateness_ms)
 
     def decoder(self) -> EventDecoder:
         return self._decoder
@@ -162,38 +161,19 @@ class Replayer:
         source, position, partition, raw = ev.origin
         self._reject(Reject(source, position, partition, exc.reason, str(exc), raw, ev.ts))
 
-    # -- the fold -----------------------------------------------------------
-    def _apply(self, ev: Event) -> None:
-        decisions, outcome, fired = self.fold.apply(ev)
-        if outcome == CONFLICT:
-            self._conflict(ev)
-            return
-        if self.observer is not None:
-            self.observer(ev, outcome, decisions, self.core)
-            if fired:
-                self.observer(None, "deadline", fired, self.core)
-
-    def _advance(self, now: int) -> None:
-        fired = self.core.advance(now)
-        if fired:
-            self.fold.emit(fired)
-            if self.observer is not None:
-                self.observer(None, "deadline", fired, self.core)
-
     def run(self, items: Iterable[Item], progress: Progress | None = None) -> ReplayResult:
         """Replay events and rejects from any source, in the order given."""
+        self.fold.observer = self.observer  # explain sets it after construction
         with fewer_collections():
-            if self.lateness_ms or self.observer is not None:
-                n = self._run_buffered(items, progress)
-            else:
-                n = self.fold.events(items, self._other, None if progress is None else progress.update,
-                                     self._conflict)
+            n = self.fold.events(items, self._other, None if progress is None else progress.update,
+                                 self._conflict)
             return self._finish(n, progress)
 
     def run_source(self, source: Source, progress: Progress | None = None) -> ReplayResult:
-        """Replay a source; one file without reorder buffer or observer takes the fused line loop."""
-        if not isinstance(source, FileSource) or self.lateness_ms or self.observer is not None:
+        """Replay a source; one file takes the fused line loop (read, decode and apply in the compiled core)."""
+        if not isinstance(source, FileSource):
             return self.run(source.items(self.decoder(), self.now_ms), progress)
+        self.fold.observer = self.observer
         path = source.path
 
         def reject(number: int, line: bytes, exc: InvalidEvent, last: int) -> None:
@@ -211,62 +191,16 @@ class Replayer:
         res, fold = self.result, self.fold
         until = self.until_ms
         if until is not None:
-            self._advance(until)
+            fold.advance(until)
         res.events = n
         res.by_type.update(fold.by_type)
         res.triggers.update(fold.triggers)
         res.written, res.before_from, res.after_until = fold.written, fold.before_from, fold.after_until
-        res.late, res.late_count = fold.late, fold.late_count
+        res.late, res.late_count, res.reordered = fold.late, fold.late_count, fold.reordered
         res.clock = self.core.clock
         if progress is not None:
             progress.close(n)
         return res
-
-    def _run_buffered(self, items: Iterable[Item], progress: Progress | None) -> int:
-        """The fold with the reorder buffer (allowed lateness) and the observer."""
-        res = self.result
-        lateness = self.lateness_ms
-        apply, reject, admit = self._apply, self._reject, self.fold.admit
-        heap: list[tuple[int, int, Event]] = []
-        push, pop = heapq.heappush, heapq.heappop
-        seq = 0
-        high = 0             # highest event time seen (reorder buffer watermark + lateness)
-        n = 0
-        for item in items:
-            if item.__class__ is Reject:
-                reject(item)  # type: ignore[arg-type]
-                continue
-            ev: Event = item  # type: ignore[assignment]
-            ts = ev.ts
-            if not admit(ts):
-                continue
-            n += 1
-            if progress is not None and not n & PROGRESS_MASK:
-                progress.update(n)
-            if not lateness:
-                apply(ev)
-                continue
-            if ts < high - lateness:
-                apply(ev)   # later than the buffer allows: applied as late, reported
-                continue
-            if ts < high:
-                res.reordered += 1
-            else:
-                high = ts
-            push(heap, (ts, seq, ev))
-            seq += 1
-            limit = high - lateness
-            while heap and heap[0][0] <= limit:
-                apply(pop(heap)[2])
-            # The clock follows the watermark, not only the events released: every event up to
-            # it is applied, and what the buffer still holds lies more than the lateness after
-            # any deadline this can fire, so it could not have cancelled one. A sparse log
-            # (one event a day) would otherwise keep the clock days behind, and an order read
-            # days late would be put back in order instead of being late, as live it is.
-            self._advance(limit)
-        while heap:
-            apply(pop(heap)[2])
-        return n - self.fold.conflicts  # admitted, less those rejected as conflicts
 
 
 def replay(
