@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from schemas.decode import to_epoch_ms
+from schemas.decode import check_generated_fresh, to_epoch_ms
 from schemas.errors import ChurnSignalsError, CommandError
 from schemas.validator import parse_rfc3339
 from streams.connection import MECHANISMS, PROTOCOLS
@@ -181,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_fresh()
+        check_generated_fresh()
         if args.command != "broker":
             for line in unknown_variables():
                 print(f"{PROG} {args.command}: warning: {line}", file=sys.stderr, flush=True)
