@@ -368,6 +368,18 @@ def test_broker_is_reachable_when_it_answers_api_versions():
     assert asyncio.run(check()) is True
 
 
+def test_the_worker_has_no_faust_agent_so_faust_s_stream_hooks_never_run():
+    """Input goes from the fetch loop to the handler (faust_patches.drain_messages), not through a
+    Faust stream: the sensor's stream hooks are left as Faust wrote them. An agent added later would
+    run them per event, un-cached: this test is the reminder to cache them again."""
+    from streams.app import create_app
+    from streams.settings import load_settings
+
+    app, _ = create_app(load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}))
+    assert list(app.agents) == []
+    assert "on_stream_event_in" not in type(faust_monitor(CollectorRegistry())).__dict__
+
+
 def test_faust_sensor_series_are_those_of_fausts_own_prometheus_sensor():
     """The sensor caches its labelled children; what /metrics shows is Faust's, rebalances included."""
     from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
