@@ -23,7 +23,7 @@ from typing import Any, Final
 try:  # a native 64-bit int when compiled (make core); mypy brings mypy_extensions along
     from mypy_extensions import i64
 except ImportError:  # interpreted, without the build tools installed: a plain int
-    i64 = int  # type: ignore[misc]
+    i64 = int  # type: ignore[misc]  # the same name bound to a plain int: fine for the interpreter
 
 EventCheck = Callable[[dict[str, Any]], "int | None"]
 

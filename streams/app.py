@@ -18,13 +18,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.serializers import codecs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.checkpoint import Checkpoint
+from streams.checkpoint import Checkpoint, SendChangelog, SendEndMark, SendOutput
 from streams.consumer_view import ConsumerView, watch_input, watch_recovery
 from streams.faust_patches import (
     check_faust_version,
@@ -67,7 +67,7 @@ class _StateCodec(codecs.Codec):
     """
 
     def _dumps(self, obj: Any) -> bytes:
-        return obj.raw  # type: ignore[no-any-return]
+        return obj.raw  # type: ignore[no-any-return]  # a Stored record: its bytes, typed Any by Faust's codec API
 
     def _loads(self, s: bytes) -> Any:
         return decode_stored(s)
@@ -147,22 +147,24 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     changelog = table.changelog_topic
     # States are written back in batches (streams/state_store.py): the table sees them, and
     # the changelog gets them, at each checkpoint rather than per event.
-    runtime = Runtime(settings, table, metrics, wall_ms, write_back=True)  # type: ignore[arg-type]
+    runtime = Runtime(settings, table, metrics, wall_ms, write_back=True)
     clock = app.topic(t.clock, key_serializer="raw", value_serializer="raw")
     out_topics = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
                   for name in (t.triggers, t.audit, t.dlq)}
     producer = app.producer
+    # Faust annotates Topic.send as Awaitable[RecordMetadata]; awaited, it gives the FutureMessage
+    # that the broker's acknowledgement resolves, which is what the checkpoint waits on.
     checkpoint = Checkpoint(
-        send_output=lambda topic, key, value, headers, timestamp: out_topics[topic].send(
-            key=key, value=value, headers=headers, timestamp=timestamp),
+        send_output=cast(SendOutput, lambda topic, key, value, headers, timestamp: out_topics[topic].send(
+            key=key, value=value, headers=headers, timestamp=timestamp)),
         # Straight to the producer, not through Faust's send buffer: a commit's burst of
         # records (one per customer) filled that buffer past its 100 messages, and Faust
         # stops handing events to agents until it drains.
-        send_changelog=lambda p, key, stored: changelog.send(
+        send_changelog=cast(SendChangelog, lambda p, key, stored: changelog.send(
             key=key, value=stored, partition=p, key_serializer="churn_utf8", value_serializer="churn_state",
-            callback=table._on_changelog_sent),
-        send_end_mark=lambda p: changelog.send(key=END_MARK, value=None, partition=p,
-                                               key_serializer="churn_utf8", value_serializer="raw"),
+            callback=table._on_changelog_sent)),  # type: ignore[attr-defined]  # Faust's own callback (private)
+        send_end_mark=cast(SendEndMark, lambda p: changelog.send(key=END_MARK, value=None, partition=p,
+                                                                 key_serializer="churn_utf8", value_serializer="raw")),
         producer_flush=producer.flush, seal=runtime.seal_state, write_state=runtime.write_state, log=log)
     flush_before_commit(producer, checkpoint.flush)
     consumer, view = app.consumer, ConsumerView(app, wall_ms)
@@ -195,13 +197,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     app.topics.add(sources)
     drain_messages(app, set(sources.topics), handle)
     process_held_before_wait_empty(consumer, lambda: process(runtime.drain()))
-    unstick = resume_inputs_after_seek(consumer, consumer._is_changelog_tp)
+    unstick = resume_inputs_after_seek(consumer, consumer._is_changelog_tp)  # type: ignore[attr-defined]  # private
     fetch_from_snapshot(consumer)
     count_offset_gaps(consumer, metrics, set(t.inputs))
     stalled_input = watch_input(consumer, set(t.inputs) | {t.clock}, view.last_poll_ms, wall_ms, view.end_offset)
     stalled_recovery = watch_recovery(app, time.monotonic)
 
-    @app.on_partitions_revoked.connect
+    # Faust's signal type wants a `signal` keyword in the receiver's signature; it passes it in **kwargs.
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
         await checkpoint.flush()  # the next owner reads the states in the changelog
         runtime.revoke_all()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 Future = asyncio.Future[Any]
 SendOutput = Callable[[str, "bytes | None", "bytes | None", "Headers", "float | None"], Awaitable[Future]]
 SendChangelog = Callable[[int, str, "Stored"], Awaitable[Future]]
+SendEndMark = Callable[[int], Awaitable[Future]]
 
 
 class CheckpointError(RuntimeError):
@@ -47,7 +48,7 @@ class Checkpoint:
 
     def __init__(
         self, *, send_output: SendOutput, send_changelog: SendChangelog,
-        send_end_mark: Callable[[int], Awaitable[Future]], producer_flush: Callable[[], Awaitable[None]],
+        send_end_mark: SendEndMark, producer_flush: Callable[[], Awaitable[None]],
         seal: Callable[[], list[tuple[int, str, Stored]]], write_state: Callable[[], None],
         ack_timeout: float = 60.0, log: logging.Logger | None = None,
     ) -> None:

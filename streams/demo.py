@@ -101,8 +101,8 @@ async def _run(settings: Settings, duration: float | None, customers: int, rate:
     try:
         await asyncio.wait(tasks, timeout=duration, return_when=asyncio.FIRST_EXCEPTION)
         for t in tasks:
-            if t.done() and t.exception():
-                raise t.exception()  # type: ignore[misc]
+            if t.done() and (exc := t.exception()) is not None:
+                raise exc
     finally:
         for t in tasks:
             t.cancel()

@@ -129,7 +129,7 @@ class Replayer:
     def _other(self, item: object) -> None:
         if item.__class__ is not Reject:
             raise TypeError(f"a replay source yielded {item!r}, expected an Event or a Reject")
-        self._reject(item)  # type: ignore[arg-type]
+        self._reject(item)
 
     def _conflict(self, ev: Event) -> None:
         """An event whose id was applied before with other content: a reject, with its raw bytes."""

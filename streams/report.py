@@ -189,7 +189,8 @@ class Group:
         t, h = self.arms[TREATMENT], self.arms[HOLDOUT]
         if not t.customers or not h.customers:
             return None
-        return tuple(newcombe_difference(t.returned, t.customers, h.returned, h.customers))  # type: ignore[return-value]
+        diff, lo, hi = newcombe_difference(t.returned, t.customers, h.returned, h.customers)
+        return diff, lo, hi
 
 
 def outcome(arm: Arm, orders: list[tuple[int, float, str]], times: list[int], t0: int, window_ms: int,

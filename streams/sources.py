@@ -192,7 +192,7 @@ class TopicSource:
         from streams.connection import quiet_connection_errors, start
 
         async def create() -> AIOKafkaConsumer:  # aiokafka binds to the loop running when it is built
-            return self.conn.consumer(group_id=None, enable_auto_commit=False,  # type: ignore[no-any-return]
+            return self.conn.consumer(group_id=None, enable_auto_commit=False,
                                       auto_offset_reset="earliest")
 
         loop = asyncio.new_event_loop()

@@ -51,7 +51,7 @@ class Consumer:
         self.gaps.append((tp, offset_from, offset_to))
 
 
-def _guarded(**kwargs: Any) -> Consumer:
+def _guarded(**kwargs: Any) -> Any:  # a Consumer with .unstick set on it
     c = Consumer(**kwargs)
     c.unstick = resume_inputs_after_seek(c, lambda tp: tp.topic.endswith("-changelog"))  # type: ignore[attr-defined]
     return c

@@ -62,7 +62,7 @@ _ops = st.lists(st.one_of(
 @given(_ops)
 def test_index_agrees_with_a_sorted_model(ops):
     """Near heap, far buckets, horizon and compaction give what a plain sorted dict gives."""
-    idx, model = DeadlineIndex(), {}
+    idx, model = DeadlineIndex(), dict[str, int]()
     clock = 0
     for op, cid, value in ops:
         if op == "set":

@@ -40,7 +40,7 @@ SAMPLES = SampleGenerator(seed=2, customers=20).history(1_790_000_000_000, days=
 SAMPLES.append({"event_id": "c1", "type": "consent", "customer_id": "c", "occurred_at": "2026-01-01T00:00:00Z",
                 "channel": "email", "granted": True})
 
-ODD_VALUES = [None, True, False, 0, 1, -1, 5, 6, 2.5, 1e10, float("inf"), float("nan"), "", "x" * 129, "x",
+ODD_VALUES: list[Any] = [None, True, False, 0, 1, -1, 5, 6, 2.5, 1e10, float("inf"), float("nan"), "", "x" * 129, "x",
               "EUR", "eur", "order", "delivered", "email", [], {}, ["a"], "2026-01-01T00:00:00Z",
               "2026-01-01T00:00:00.1234567Z", "2026-13-01T00:00:00Z", "2026-01-01t00:00:00z",
               "2026-01-01T00:00:00+02:00", "2026-02-30T00:00:00.000Z", "٢٠٢٦-01-01T00:00:00Z",
@@ -71,12 +71,13 @@ def test_a_stale_generated_module_stops_the_decoder_and_every_command_with_the_f
     # Every command runs the same check before anything else, and reports it as one line.
     import streams.cli
 
-    original = streams.cli.check_generated_fresh
-    streams.cli.check_generated_fresh = lambda: original("0" * 64)
+    cli: Any = streams.cli
+    original = cli.check_generated_fresh
+    cli.check_generated_fresh = lambda: original("0" * 64)
     try:
-        assert streams.cli.main(["replay", "no-such-file.jsonl"]) == 2
+        assert cli.main(["replay", "no-such-file.jsonl"]) == 2
     finally:
-        streams.cli.check_generated_fresh = original
+        cli.check_generated_fresh = original
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["churn-signals replay: error: schemas/checks_generated.py was written from other event "
                    "schema files: run `make checks` and then `make core`"]

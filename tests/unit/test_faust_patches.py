@@ -90,7 +90,7 @@ class Consumer:
     def _get_active_partitions(self) -> set[TP]:
         return self.active
 
-    async def _getmany(self, active_partitions: Any, timeout: float) -> dict[TP, list[int]]:
+    async def _getmany(self, active_partitions: Any, timeout: float) -> dict[TP, list[Record]]:
         self.asked.append(active_partitions)
         # while the fetch waits in the consumer thread, the recovery pauses the changelog
         self.active.discard(CHANGELOG)

@@ -149,7 +149,7 @@ def test_a_consent_event_for_a_channel_not_configured_is_dead_lettered():
     viber = orjson.dumps({"event_id": "k2", "type": "consent", "customer_id": "c-9", "occurred_at": iso_ms(T0),
                           "channel": "viber", "granted": True})
     assert rt.on_input("customer-consent", 0, 4, b"c-9", viber) == []
-    assert rt.store.get("c-9").consent == ["viber", 1, T0]
+    assert rt.store["c-9"].consent == ["viber", 1, T0]
 
 
 def test_every_reason_the_code_can_raise_starts_at_zero():
@@ -294,7 +294,7 @@ def test_no_label_value_ever_carries_a_customer_or_event_id():
 def test_faust_sensor_metrics_share_the_registry_with_ours():
     m = Metrics(CollectorRegistry())
     monitor = faust_monitor(m.registry)
-    monitor.on_assignment_completed(None, {"time_start": monitor.time()})  # type: ignore[arg-type]
+    monitor.on_assignment_completed(None, {"time_start": monitor.time()})
     text = generate_latest(m.registry).decode()
     assert "churn_events_total" in text
     assert "faust_assignment_operations_total" in text
