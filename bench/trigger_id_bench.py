@@ -41,8 +41,8 @@ if sys.argv[2] == "_sha256":
 sys.path.insert(0, sys.argv[3])
 import detectors.envelope
 assert detectors.envelope._sha256 is hashlib.sha256, "the switch did not reach the core"
-from streams.replay import Replayer
-from streams.sources import FileSource
+from streams.offline.replay import Replayer
+from streams.offline.sources import FileSource
 ids = hashlib.sha256()
 def sink(ce, _d):
     ids.update(ce["id"].encode())
@@ -69,8 +69,8 @@ def main() -> int:
     p.add_argument("--data", default=os.environ.get("BENCH_DATA", str(Path(tempfile.gettempdir()) / "churn-bench")))
     args = p.parse_args()
     from bench.replay_bench import LOG_VERSION, build_log
-    from streams.core import check_fresh
-    from streams.core import kind as core_kind
+    from streams.corebuild import check_fresh
+    from streams.corebuild import kind as core_kind
 
     check_fresh()  # a core compiled from other sources would measure other code
 

@@ -20,8 +20,8 @@ from detectors.silence import stage_plan
 from detectors.snapshot import day_grid, model_view
 from schemas import EventDecoder
 from schemas.decode import to_epoch_ms
-from streams.cdnow import convert
-from streams.fit import fit_file
+from streams.offline.cdnow import convert
+from streams.offline.fit import fit_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "tests" / "data" / "cdnow" / "CDNOW_sample.txt"

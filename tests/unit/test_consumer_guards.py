@@ -1,4 +1,4 @@
-"""The guards the worker puts on Faust's consumer (streams/faust_patches.py, streams/app.py).
+"""The guards the worker puts on Faust's consumer (streams/live/faust_patches.py, streams/live/app.py).
 
 A stand-in consumer records what Faust's recovery would cause: which partitions
 are resumed, and when, relative to the seek to the committed offsets. The
@@ -13,9 +13,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from streams.consumer_view import STALL_S, watch_input
-from streams.faust_patches import count_offset_gaps, resume_inputs_after_seek
-from streams.metrics import Metrics
+from streams.live.consumer_view import STALL_S, watch_input
+from streams.live.faust_patches import count_offset_gaps, resume_inputs_after_seek
+from streams.live.metrics import Metrics
 
 
 class TP(NamedTuple):

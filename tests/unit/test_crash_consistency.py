@@ -14,10 +14,10 @@ import orjson
 from detectors import DetectorConfig, Engine, PartitionCore
 from detectors.envelope import iso_ms
 from streams.connection import KafkaConnection
-from streams.metrics import Metrics
-from streams.runtime import Outgoing, Runtime
+from streams.live.metrics import Metrics
+from streams.live.runtime import Outgoing, Runtime
+from streams.live.state_store import Stored, decode_stored
 from streams.settings import Settings
-from streams.state_store import Stored, decode_stored
 
 T0 = 1_760_000_000_000
 NOW = T0 + 3_600_000

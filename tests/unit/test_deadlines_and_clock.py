@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.deadlines import BUCKET_BITS, DeadlineIndex
-from streams.clock import Watermarks
+from streams.live.clock import Watermarks
 
 
 def test_index_pops_only_due_customers_in_deadline_then_id_order():

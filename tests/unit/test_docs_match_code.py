@@ -9,7 +9,7 @@ import pytest
 from detectors.state import ENCODING_VERSION
 from tests.conftest import ROOT
 
-DOCS = ["docs/architecture.md", "CONTRIBUTING.md"]
+DOCS = ["docs/architecture.md", "CONTRIBUTING.md", "docs/performance.md"]
 
 
 @pytest.mark.parametrize("doc", DOCS)

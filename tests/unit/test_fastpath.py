@@ -21,7 +21,7 @@ from schemas.decode import SCHEMA_DIR, StaleChecks, check_generated_fresh, gener
 from schemas.fastpath import REGENERATE, fast_epoch_ms, schema_digest
 from schemas.validator import compile_schema
 from scripts.checkgen import compile_event_check, generate_module
-from streams.samples import SampleGenerator
+from streams.dev.samples import SampleGenerator
 
 REFERENCE = {t: compile_schema(load_schema(f), f) for t, f in EVENT_TYPES.items()}
 ACCEPT_PATHS: dict[str, dict[str, Any]] = {

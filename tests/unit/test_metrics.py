@@ -25,9 +25,9 @@ from detectors.envelope import iso_ms
 from detectors.kinds import KINDS
 from streams.broker import free_port
 from streams.health import bootstrap_hosts, broker_reachable
-from streams.logs import JsonFormatter, logging_config
-from streams.metrics import DLQ_REASONS, RETURN_GROUPS, SILENCE_CAUSES, TRIGGER_KINDS, Metrics, faust_monitor
-from streams.runtime import Runtime
+from streams.live.logs import JsonFormatter, logging_config
+from streams.live.metrics import DLQ_REASONS, RETURN_GROUPS, SILENCE_CAUSES, TRIGGER_KINDS, Metrics, faust_monitor
+from streams.live.runtime import Runtime
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -372,7 +372,7 @@ def test_the_worker_has_no_faust_agent_so_faust_s_stream_hooks_never_run():
     """Input goes from the fetch loop to the handler (faust_patches.drain_messages), not through a
     Faust stream: the sensor's stream hooks are left as Faust wrote them. An agent added later would
     run them per event, un-cached: this test is the reminder to cache them again."""
-    from streams.app import create_app
+    from streams.live.app import create_app
     from streams.settings import load_settings
 
     app, _ = create_app(load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}))

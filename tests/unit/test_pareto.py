@@ -13,7 +13,7 @@ from detectors.fitting import fit_pareto_nbd, summarize
 from detectors.pareto import ParetoParams, expected_orders, log_hyp2f1_next, p_alive
 from schemas.decode import to_epoch_ms
 from schemas.errors import ConfigError
-from streams.cdnow import read_cdnow
+from streams.offline.cdnow import read_cdnow
 
 SAMPLE = Path(__file__).resolve().parents[2] / "tests" / "data" / "cdnow" / "CDNOW_sample.txt"
 CAL_END = "1997-09-30T00:00:00Z"

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from schemas.errors import ConfigError
-from streams.app import create_app
+from streams.live.app import create_app
 from streams.settings import load_settings
 from streams.topics import missing_line, render, topic_plan
 from tests.conftest import ROOT

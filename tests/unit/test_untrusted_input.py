@@ -22,11 +22,11 @@ from detectors.envelope import iso_ms
 from detectors.fold import Fold
 from detectors.partition import PartitionCore
 from schemas.decode import UTF8_BOM, EventDecoder, to_epoch_ms
-from streams.jsonl import read_lines
-from streams.produce import route
-from streams.samples import SampleGenerator
+from streams.dev.produce import route
+from streams.dev.samples import SampleGenerator
+from streams.offline.jsonl import read_lines
+from streams.offline.sources import FileSource
 from streams.settings import Settings
-from streams.sources import FileSource
 from streams.terminal import printable, printable_json
 from tests.unit.test_cli import cli
 from tests.unit.test_metrics import T0, make, sample

@@ -3,7 +3,7 @@
 Faust keeps the facts the worker's clock and watchdogs need in private
 attributes (`_committed_offset`, `_read_offset`, the client's per-partition
 fetch state). They are read here and nowhere else, and never written (the
-patches that change behaviour are in streams/faust_patches.py). Every reader
+patches that change behaviour are in streams/live/faust_patches.py). Every reader
 answers None for "unknown", which the callers treat as "behind".
 """
 

@@ -30,7 +30,7 @@ from detectors.kinds import NAMES, SILENCE_STAGES
 #: not a zero in PromQL).
 EVENT_OUTCOMES = ("accepted", "duplicate", "late", "invalid")
 RETURN_GROUPS = ("treatment", "holdout")
-#: InvalidEvent reason codes (schemas/decode.py, streams/runtime.py); a test
+#: InvalidEvent reason codes (schemas/decode.py, streams/live/runtime.py); a test
 #: keeps this list in step with the code. An unlisted reason is still counted.
 DLQ_REASONS = ("too_large", "malformed_json", "not_an_object", "unknown_type", "schema", "future_time",
                "ancient_time", "implausible_time", "unknown_channel", "empty", "key_mismatch", "event_id_conflict")
@@ -194,7 +194,7 @@ def faust_monitor(registry: CollectorRegistry) -> Any:
     Faust's own looks up its labelled series (`.labels()`) on every hook call,
     several per consumed message. This one keeps the same series and values,
     with the labelled children looked up once per topic-partition and topic.
-    Input messages never reach a Faust stream (streams/faust_patches.py,
+    Input messages never reach a Faust stream (streams/live/faust_patches.py,
     drain_messages: the worker has no agents), so the stream hooks are Faust's
     own and never run; tests/unit/test_faust_patches.py pins that no agent
     exists.

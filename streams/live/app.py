@@ -2,13 +2,13 @@
 
 One handler consumes the four input topics and the clock topic together, called
 by Faust's fetch loop for each message (`drain_messages` in
-streams/faust_patches.py), so the state of a customer changes on the partition
+streams/live/faust_patches.py), so the state of a customer changes on the partition
 the message came from, and the clock goes through a topic like the input (a
 timer cannot write a table, DESIGN.md section 4). The clock timer only *sends*
 ticks, and only for partitions this worker actively owns, so standby replicas
-never fire anything. Outputs, then states, then offsets: streams/checkpoint.py.
-Every change to Faust's own behaviour: streams/faust_patches.py; every read of
-its private state: streams/consumer_view.py. This module only wires them.
+never fire anything. Outputs, then states, then offsets: streams/live/checkpoint.py.
+Every change to Faust's own behaviour: streams/live/faust_patches.py; every read of
+its private state: streams/live/consumer_view.py. This module only wires them.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ import faust
 from faust.serializers import codecs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.checkpoint import Checkpoint, SendChangelog, SendEndMark, SendOutput
-from streams.consumer_view import ConsumerView, watch_input, watch_recovery
-from streams.faust_patches import (
+from streams.health import broker_reachable
+from streams.live.checkpoint import Checkpoint, SendChangelog, SendEndMark, SendOutput
+from streams.live.consumer_view import ConsumerView, watch_input, watch_recovery
+from streams.live.faust_patches import (
     check_faust_version,
     count_offset_gaps,
     drain_messages,
@@ -37,11 +38,10 @@ from streams.faust_patches import (
     resume_inputs_after_seek,
     use_table_codecs,
 )
-from streams.health import broker_reachable
-from streams.metrics import Metrics, faust_monitor
-from streams.runtime import Outgoing, Runtime, headers_list
+from streams.live.metrics import Metrics, faust_monitor
+from streams.live.runtime import Outgoing, Runtime, headers_list
+from streams.live.state_store import decode_stored
 from streams.settings import Settings
-from streams.state_store import decode_stored
 from streams.topics import table_topic_configs
 
 log = logging.getLogger("churn_signals")
@@ -62,7 +62,7 @@ END_MARK = "\x00end-of-flush"
 class _StateCodec(codecs.Codec):
     """Compact, lossless changelog encoding of a customer's state and source offsets.
 
-    The bytes are made when the state is written (streams/state_store.py), so a
+    The bytes are made when the state is written (streams/live/state_store.py), so a
     record drained from the producer buffer later is still the state written.
     """
 
@@ -145,7 +145,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
                       schema=faust.Schema(key_serializer="churn_utf8", value_serializer="churn_state"))
     use_table_codecs(table, "churn_utf8", "churn_state")
     changelog = table.changelog_topic
-    # States are written back in batches (streams/state_store.py): the table sees them, and
+    # States are written back in batches (streams/live/state_store.py): the table sees them, and
     # the changelog gets them, at each checkpoint rather than per event.
     runtime = Runtime(settings, table, metrics, wall_ms, write_back=True)
     clock = app.topic(t.clock, key_serializer="raw", value_serializer="raw")
@@ -186,7 +186,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
             emit(runtime.on_tick(msg.partition, msg.value))
             finish(msg)
             return
-        # Held until it can go in event-time order (streams/merge.py): unacknowledged, its
+        # Held until it can go in event-time order (streams/live/merge.py): unacknowledged, its
         # offset stays uncommitted until it is processed and acknowledged in process().
         process(runtime.receive(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
                                 msg.timestamp, headers_list(msg.headers), msg, view.unread))

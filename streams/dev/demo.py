@@ -25,7 +25,7 @@ from detectors.envelope import iso_ms
 from schemas.decode import to_epoch_ms
 from streams.broker import EmbeddedBroker, free_port
 from streams.connection import start
-from streams.samples import SampleGenerator
+from streams.dev.samples import SampleGenerator
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.wording import describe

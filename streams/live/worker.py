@@ -14,7 +14,7 @@ from dataclasses import replace
 from schemas.errors import CommandError
 from streams.broker import EmbeddedBroker
 from streams.collector import WORKER_GEN0, fewer_collections
-from streams.logs import logging_config
+from streams.live.logs import logging_config
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -29,7 +29,7 @@ def run_worker(settings: Settings, embedded_port: int | None = None) -> int:
     """Run until stopped; `embedded_port`: start the embedded broker there first (0: any free port)."""
     import faust
 
-    from streams.app import create_app
+    from streams.live.app import create_app
 
     broker: EmbeddedBroker | None = None
     if embedded_port is None and not settings.bootstrap:

@@ -45,8 +45,8 @@ from detectors.snapshot import summary
 from schemas import Event, EventDecoder, InvalidEvent
 from schemas.errors import CommandError
 from streams.collector import REPLAY_GEN0, fewer_collections
+from streams.offline.sources import FileSource, Item, Reject, Source
 from streams.progress import Progress
-from streams.sources import FileSource, Item, Reject, Source
 from streams.terminal import printable
 
 

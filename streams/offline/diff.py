@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from schemas.errors import CommandError
-from streams.sources import FileSource
+from streams.offline.sources import FileSource
 
 IGNORED = ("config_version",)
 

@@ -19,8 +19,8 @@ from detectors import Decision
 from detectors.envelope import CONTENT_TYPE, encode
 from schemas.errors import CommandError
 from streams.connection import start
+from streams.offline.sources import Reject
 from streams.settings import Settings
-from streams.sources import Reject
 
 
 def open_output(path: str | None) -> IO[bytes]:

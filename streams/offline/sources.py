@@ -26,7 +26,7 @@ from typing import IO, Any
 from schemas import Event, EventDecoder, InvalidEvent
 from schemas.errors import CommandError
 from streams.connection import KafkaConnection
-from streams.jsonl import close_log, iter_lines, open_log
+from streams.offline.jsonl import close_log, iter_lines, open_log
 
 #: File names a directory source reads (anything else in the folder is ignored, and said so).
 LOG_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
