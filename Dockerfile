@@ -30,7 +30,7 @@ COPY constraints.txt /tmp/constraints.txt
 COPY --from=build /wheels /wheels
 RUN pip install -c /tmp/constraints.txt /wheels/*.whl \
     && rm -rf /wheels /tmp/constraints.txt \
-    && python -c "import streams.core as c; k = c.kind(); print('core:', k); assert k.startswith('compiled'), k" \
+    && python -c "import streams.corebuild as c; k = c.kind(); print('core:', k); assert k.startswith('compiled'), k" \
     && useradd --uid 10001 --no-create-home churn
 USER churn
 EXPOSE 6066

@@ -53,7 +53,7 @@ ops-check: system-deps  ## promtool checks and alert unit tests, docker-compose.
 	promtool test rules deploy/prometheus/tests/churn-signals.test.yml
 	docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"
 
-lint: $(STAMP)  ## ruff and mypy (strict on detectors/ and schemas/)
+lint: $(STAMP)  ## ruff and mypy (strict over the tree; tests: every body checked)
 	$(VENV)/bin/ruff check detectors schemas streams tests bench scripts setup.py
 	$(VENV)/bin/mypy
 

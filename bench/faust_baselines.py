@@ -30,7 +30,7 @@ import faust
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from streams.app import MAX_POLL_RECORDS, PRODUCER_LINGER_S, PRODUCER_MAX_BATCH_SIZE  # noqa: E402  (the worker's)
+from streams.live.app import MAX_POLL_RECORDS, PRODUCER_LINGER_S, PRODUCER_MAX_BATCH_SIZE  # noqa: E402  (the worker's)
 
 DAY_MS = 86_400_000
 WINDOW_MS = {"grocery": 7 * DAY_MS, "fashion": 30 * DAY_MS, "home": 60 * DAY_MS}

@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 from detectors.envelope import iso_ms  # noqa: E402  (path set above so the script runs from anywhere)
 from streams.broker import EmbeddedBroker, free_port  # noqa: E402
 from streams.connection import KafkaConnection  # noqa: E402
-from streams.core import kind as core_kind  # noqa: E402
+from streams.corebuild import kind as core_kind  # noqa: E402
 from streams.settings import Settings, Topics  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
 
@@ -119,8 +119,8 @@ def path_only(records: list[tuple[str, bytes, bytes]], partitions: int) -> float
     route and encode), a dict as the table, written back every 5,000 events: what
     the worker adds to the floor in CPU, the rest of its time being Faust and waits.
     """
-    from streams.metrics import Metrics
-    from streams.runtime import Runtime
+    from streams.live.metrics import Metrics
+    from streams.live.runtime import Runtime
 
     settings = Settings(partitions=partitions)
     names = {"orders": settings.topics.orders, "deliveries": settings.topics.deliveries,

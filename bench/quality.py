@@ -45,8 +45,8 @@ from detectors.fitting import Summary, fit_bgnbd, fit_pareto_nbd, summarize
 from detectors.pareto import ParetoParams
 from schemas import EventDecoder
 from schemas.decode import to_epoch_ms
-from streams.cdnow import to_events
-from streams.replay import Replayer, snapshots
+from streams.offline.cdnow import to_events
+from streams.offline.replay import Replayer, snapshots
 
 DATA = Path(__file__).resolve().parent / "data" / "CDNOW_master.txt.gz"
 CALIBRATION_END = "1997-09-30T00:00:00Z"

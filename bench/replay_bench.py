@@ -3,7 +3,7 @@
     python bench/replay_bench.py [--events 1000000] [--runs 5] [--cpu 0]
 
 1. Builds (once, cached) a synthetic log of realistic customer histories with
-   streams.samples.SampleGenerator: orders, deliveries, courier ratings, consent.
+   streams.dev.samples.SampleGenerator: orders, deliveries, courier ratings, consent.
 2. Pins the process to one core.
 3. Alternates, `runs` times: a bare `orjson.loads` loop over the file (the
    ceiling: reading and parsing, nothing else) and a full replay (read, parse,
@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from detectors.envelope import encode  # noqa: E402 - after the path set-up above
-from streams.core import kind as core_kind  # noqa: E402
-from streams.replay import Replayer  # noqa: E402
-from streams.samples import SampleGenerator  # noqa: E402
-from streams.sources import FileSource  # noqa: E402
+from streams.corebuild import kind as core_kind  # noqa: E402
+from streams.dev.samples import SampleGenerator  # noqa: E402
+from streams.offline.replay import Replayer  # noqa: E402
+from streams.offline.sources import FileSource  # noqa: E402
 
 END_MS = 1_790_000_000_000   # a fixed end of history (2026-09-21), so the log is the same in every run
 EVENTS_PER_CUSTOMER_YEAR = 86  # what SampleGenerator produces on average over 365 days

@@ -1,6 +1,6 @@
 """A replay's per-event loop, compiled with the core: events (or raw lines) in, counted triggers out.
 
-`streams/replay.py` runs replays; this is their inner loop, kept in the core so
+`streams/offline/replay.py` runs replays; this is their inner loop, kept in the core so
 that it compiles with it (make core). Interpreted, the loop, the line reader
 and the trigger counting were ~15% of a replay. Per event it does what the live
 worker does: apply the event to the partition core, then sweep the clock to
@@ -15,7 +15,7 @@ events are released in event-time order (arrival order among equal times).
 The clock follows that watermark, `high - lateness`, after every buffered
 event, so a sparse log does not keep it days behind; an event older than the
 watermark is applied at once, as late, exactly as the live worker applies it.
-The buffer was interpreted (streams/replay.py) until the 15-minute default
+The buffer was interpreted (streams/offline/replay.py) until the 15-minute default
 made every replay take it; moving it here made the whole replay x1.16 faster
 (docs/data-engineering.md).
 

@@ -5,7 +5,7 @@ The rest of the project reads this registry instead of keeping lists of its own:
     detectors/*.py            a decision's kind, family and severity (Decision(kind=K.name, family=K.family, ...))
     detectors/config.py       the kinds a cooldown may name and their default cooldowns
     detectors/suppression.py  the cooldown slot and the service-incident code a kind is kept under
-    streams/metrics.py        the `kind` label values that start at zero
+    streams/live/metrics.py        the `kind` label values that start at zero
     streams/wording.py        a trigger in words (`demo`, `explain`), from `reason` below
     docs/triggers.md          the kinds table (scripts/kinds_table.py writes it; a test compares)
 

@@ -52,6 +52,7 @@ class RfmCuts:
     @classmethod
     def from_mapping(cls, v: dict[str, Any]) -> RfmCuts:
         try:
+            # ignore[arg-type] below: tuples of any length here; __post_init__ checks there are two cut points
             return cls(*[tuple(float(c) for c in v[k]) for k in ("recency_days", "frequency", "monetary")])  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError):
             raise ConfigError(f"rfm cut points: expected recency_days, frequency, monetary pairs, got {v!r}") from None

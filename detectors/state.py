@@ -393,7 +393,7 @@ class CustomerState:
         """An independent copy: lists and dicts are new, and so are the lists they hold.
 
         Field by field rather than through the encoding: the live worker copies a state
-        on every read (streams/state_store.py), and an encode/decode round trip cost
+        on every read (streams/live/state_store.py), and an encode/decode round trip cost
         ~27 µs. tests/unit/test_write_back.py fails if a field is left out or shared.
         """
         c = CustomerState.__new__(CustomerState)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import importlib.resources
 import json
-import warnings
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
@@ -35,8 +34,8 @@ from typing import Any, Final
 import orjson
 
 from schemas import checks_generated
-from schemas.errors import InvalidEvent, SchemaLoadError
-from schemas.fastpath import REGENERATE, EventCheck, compile_event_check, fast_epoch_ms, schema_digest
+from schemas.errors import ChurnSignalsError, InvalidEvent, SchemaLoadError
+from schemas.fastpath import REGENERATE, fast_epoch_ms, schema_digest
 from schemas.validator import Check, compile_schema, rfc3339_ms
 
 #: The package's directory, from the package spec (schemas/__init__.py): the compiled core's
@@ -108,6 +107,26 @@ def generated_checks_current() -> bool:
     return schema_digest({t: load_schema(f) for t, f in EVENT_TYPES.items()}) == checks_generated.SCHEMA_DIGEST
 
 
+class StaleChecks(ChurnSignalsError):
+    """schemas/checks_generated.py was generated from other event schema files than the ones installed."""
+
+
+def check_generated_fresh(made_from: str | None = None) -> None:
+    """Raise StaleChecks when an event schema file changed after schemas/checks_generated.py was written.
+
+    Checks generated from older schemas would vouch for events the schema files now reject (or
+    the reverse), so every command stops here with the fix, as it does for a stale compiled core.
+    `made_from` stands for the generated module's SCHEMA_DIGEST (the tests pass another one).
+    """
+    if made_from is None:
+        fresh = generated_checks_current()
+    else:
+        fresh = schema_digest({t: load_schema(f) for t, f in EVENT_TYPES.items()}) == made_from
+    if not fresh:
+        raise StaleChecks(f"schemas/checks_generated.py was written from other event schema files: "
+                          f"run `{REGENERATE}` and then `make core`")
+
+
 #: Where a shell read an event: (source, line or offset, partition or None, raw bytes).
 Origin = tuple[str, int, "int | None", bytes]
 
@@ -156,18 +175,9 @@ class EventDecoder:
         self._checks: dict[str, Check] = {
             t: compile_schema(load_schema(f), f) for t, f in EVENT_TYPES.items()
         }
-        # Certainly-valid events skip the reference checks (schemas/fastpath.py); the rest take them.
-        # The accept path is the generated module, compiled with the core, while it matches the
-        # schema files; after a schema edit without `make checks`, the same code run interpreted.
-        self._generated = generated_checks_current()
-        if self._generated:
-            self._fast: dict[str, EventCheck] = dict(checks_generated.CHECKS)
-        else:
-            warnings.warn(f"schemas/checks_generated.py was written from other schema files: run `{REGENERATE}` "
-                          "and `make core` (event checks run interpreted until then)", RuntimeWarning, stacklevel=2)
-            self._fast = {
-                t: fast for t, f in EVENT_TYPES.items() if (fast := compile_event_check(load_schema(f))) is not None
-            }
+        # Certainly-valid events skip the reference checks: the generated accept path
+        # (schemas/checks_generated.py, compiled with the core), only while it matches the schema files.
+        check_generated_fresh()
 
     def decode(self, raw: bytes | str, now_ms: int | None = None) -> Event:
         """Validate one message. `now_ms` enables the future-time check (live only)."""
@@ -187,10 +197,7 @@ class EventDecoder:
             type_ = obj.get("type")
             ts: int | None = None
             if isinstance(type_, str):
-                if self._generated:
-                    ts = checks_generated.check_event(type_, obj)  # a native call, not one through the dict
-                elif (fast := self._fast.get(type_)) is not None:
-                    ts = fast(obj)
+                ts = checks_generated.check_event(type_, obj)  # a native call, not one through the dict
             if (ts is not None and ts >= self.earliest_ms and (now_ms is None or ts <= now_ms + self.max_future_skew_ms)
                     and (type_ != "delivery" or self._delivery_times_near(obj, ts))
                     and (type_ != "consent" or obj["channel"] in self._consent_channels)):

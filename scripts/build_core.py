@@ -11,7 +11,7 @@ and that Python imports in preference to them. The behaviour is the same;
 only the speed differs (docs/performance.md). Without a C compiler the pure
 Python modules are used, unchanged.
 
-A compiled module older than its source would run stale code: streams.core
+A compiled module older than its source would run stale code: streams.corebuild
 checks for that at start-up and says to run `make core` again.
 """
 

@@ -73,7 +73,7 @@ class EmbeddedBroker:
                 start_new_session=True,
             )
         finally:
-            if out is not subprocess.DEVNULL:
+            if not isinstance(out, int):  # subprocess.DEVNULL is an int
                 out.close()  # the child holds its own descriptor
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

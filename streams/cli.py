@@ -14,11 +14,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from schemas.decode import to_epoch_ms
+from schemas.decode import check_generated_fresh, to_epoch_ms
 from schemas.errors import ChurnSignalsError, CommandError
 from schemas.validator import parse_rfc3339
 from streams.connection import MECHANISMS, PROTOCOLS
-from streams.core import check_fresh
+from streams.corebuild import check_fresh
 from streams.settings import Settings, load_settings, unknown_variables
 
 PROG = "churn-signals"
@@ -41,7 +41,7 @@ def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     from detectors.config import DETECTOR_VERSION
-    from streams.core import kind
+    from streams.corebuild import kind
 
     try:
         package = version("churn-signals")
@@ -170,8 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--progress", choices=["auto", "always", "never"], default="auto",
                     help="progress bar on stderr: auto = only on a terminal (default)")
 
-    # replay, shadow, diff, explain, report: the data-engineering commands (streams/dataeng.py)
-    from streams import dataeng
+    # replay, shadow, diff, explain, report: the data-engineering commands (streams/offline/dataeng.py)
+    from streams.offline import dataeng
 
     dataeng.add_commands(add, _parse_time)
     return p
@@ -181,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_fresh()
+        check_generated_fresh()
         if args.command != "broker":
             for line in unknown_variables():
                 print(f"{PROG} {args.command}: warning: {line}", file=sys.stderr, flush=True)
@@ -204,19 +205,19 @@ def _dispatch(args: argparse.Namespace) -> int:
                      "replication_factor": args.replication_factor, "min_insync_replicas": args.min_insync_replicas}
     settings = load_settings(overrides=overrides, kafka=kafka_flags(args))
     if args.command == "fit":
-        from streams.fit import run_fit
+        from streams.offline.fit import run_fit
 
         return run_fit(args.file, args.until, args.out, args.time_unit, args.min_customers)
     if getattr(args, "params", None):
-        from streams.fit import with_params
+        from streams.offline.fit import with_params
 
         settings = with_params(settings, args.params)
     if args.command == "worker":
-        from streams.worker import run_worker
+        from streams.live.worker import run_worker
 
         return run_worker(settings, args.embedded_broker)
     if args.command == "demo":
-        from streams.demo import run_demo
+        from streams.dev.demo import run_demo
 
         return run_demo(settings, args.duration, args.customers, args.rate, args.show_history)
     if args.command == "topics":
@@ -224,7 +225,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "produce":
         return _produce(settings, args.file, args.rate, args.progress)
     if args.command in ("replay", "shadow", "diff", "explain", "report"):
-        from streams import dataeng
+        from streams.offline import dataeng
 
         return dataeng.run(settings, args)
     raise CommandError(f"unknown command {args.command}")  # pragma: no cover - argparse rejects it
@@ -268,7 +269,7 @@ def _topics(settings: Settings, fmt: str, apply: bool) -> int:
 
 
 def _produce(settings: Settings, path: str, rate: float | None = None, progress: str = "auto") -> int:
-    from streams.produce import produce_file, report
+    from streams.dev.produce import produce_file, report
 
     if not settings.bootstrap:
         raise CommandError("produce needs a broker: set KAFKA_BOOTSTRAP_SERVERS (e.g. to the address printed by "

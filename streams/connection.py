@@ -79,7 +79,7 @@ def env_name(name: str) -> str:
 class KafkaConnection:
     """Where the brokers are and how to authenticate to them; shared by every client."""
 
-    bootstrap: str | None = None                       # None: no broker chosen (see streams/worker.py)
+    bootstrap: str | None = None                       # None: no broker chosen (see streams/live/worker.py)
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

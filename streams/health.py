@@ -41,7 +41,7 @@ async def _api_versions(host: str, port: int, timeout: float, ssl: _ssl.SSLConte
         await asyncio.wait_for(writer.drain(), timeout)
         size = struct.unpack(">i", await asyncio.wait_for(reader.readexactly(4), timeout))[0]
         reply = await asyncio.wait_for(reader.readexactly(size), timeout)
-        return size >= 4 and struct.unpack(">i", reply[:4])[0] == corr
+        return size >= 4 and bool(struct.unpack(">i", reply[:4])[0] == corr)
     finally:
         writer.close()
         with contextlib.suppress(OSError, TimeoutError):

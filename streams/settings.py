@@ -69,12 +69,12 @@ class Settings:
     caught_up_lag: int = 0
     # How long an event may take from its occurred_at to the broker: a caught-up partition's
     # clock runs this far behind its last fetch, so such an event is read before silence is
-    # decided for its customer (streams/clock.py). Slower events are late (docs/reliability.md).
+    # decided for its customer (streams/live/clock.py). Slower events are late (docs/reliability.md).
     producer_delay_ms: int = 2000
     max_future_skew_ms: int = 5 * 60_000  # events further in the future go to the DLQ
     # a delivery's promised_at / delivered_at further than this from its occurred_at: DLQ
     max_delivery_offset_ms: int = MAX_DELIVERY_OFFSET_MS
-    # Event-time merge of the input topics per partition (streams/merge.py): how long the
+    # Event-time merge of the input topics per partition (streams/live/merge.py): how long the
     # oldest held message may wait for a topic that still has unread messages (0: never
     # wait), and how many messages may be held per worker before they go out regardless.
     merge_wait_ms: int = 2000

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.errors import CommandError
 from streams.broker import EmbeddedBroker, free_port
-from streams.core import StaleCore, check_fresh, kind
+from streams.corebuild import StaleCore, check_fresh, kind
 from streams.settings import Topics
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -39,7 +39,7 @@ def recordings() -> list[dict[str, Any]]:
 
 
 def dashboard() -> dict[str, Any]:
-    return json.loads(DASHBOARD.read_text())  # type: ignore[no-any-return]
+    return json.loads(DASHBOARD.read_text())
 
 
 def panel_queries() -> list[tuple[str, str]]:

@@ -3,7 +3,7 @@
 Modelled on Kafka Streams' smoke test: a generator produces live traffic (event
 time = the wall clock when the event is made) while the test stops, kills or
 pauses processes; afterwards the verifier replays the generated log through
-`streams.replay` (the pure core, no broker, no Faust) and compares:
+`streams.offline.replay` (the pure core, no broker, no Faust) and compares:
 
 - triggers: the live trigger topic, deduplicated by CloudEvents id, must equal
   what replay emits. The live clock keeps moving, so the comparison brackets
@@ -32,9 +32,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from detectors import DetectorConfig
 from detectors.envelope import iso_ms
-from streams.replay import replay
+from streams.live.state_store import decode_stored
+from streams.offline.replay import replay
 from streams.settings import Topics
-from streams.state_store import decode_stored
 
 #: Short windows so "a day" of silence takes seconds. Every customer who keeps
 #: ordering does so at most ~1 s apart, far inside at_risk minus the allowed

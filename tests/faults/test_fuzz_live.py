@@ -28,7 +28,7 @@ from tests.faults.harness import read_all
 pytestmark = pytest.mark.faults
 
 NOW = time.time_ns() // 1_000_000
-TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40)
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
     | st.floats(allow_nan=False, allow_infinity=False) | TEXT,

@@ -136,7 +136,7 @@ def test_a_day_down_then_a_backlog_fires_no_false_silence(broker, topics, start_
     wait_for(lambda: now_ms() > down_at + LOST_MS + 8000, timeout=60, what="the outage to last a day")
     restarted = start_worker(env)
     # Triggers and state equal replay's: the backlog is applied in event-time order across
-    # the topics (streams/merge.py), as replay applies the log.
+    # the topics (streams/live/merge.py), as replay applies the log.
     stats = verify(tmp_path, broker.bootstrap, topics, restarted.env["CHURN_APP_ID"], events, env, [restarted],
                    settle_until_ms=max(event_ms(e) for e in events) + LOST_MS)
     fired = triggers(broker.bootstrap, topics.triggers)

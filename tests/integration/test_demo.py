@@ -23,5 +23,7 @@ def test_demo_shows_history_tally_and_live_triggers():
     assert re.search(r"-- history: \d+ triggers", out)
     live = [line for line in out.splitlines() if re.match(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}  cust-", line)]
     assert live, out  # at least one trigger caused by live traffic or the live clock
-    shown = int(re.search(r"demo finished: (\d+) triggers shown", out).group(1))
+    finished = re.search(r"demo finished: (\d+) triggers shown", out)
+    assert finished, out
+    shown = int(finished.group(1))
     assert shown >= len(live)

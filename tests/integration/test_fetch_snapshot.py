@@ -7,7 +7,7 @@ partitions: when the recovery paused the changelogs while the input partitions
 waited for their seek, a fetch still waiting returned and consumed the input
 records fetched right after the seek, which Faust then dropped. These tests pin
 both halves on each broker: the client behaviour the stall came from, and that
-the worker's snapshot (streams/faust_patches.py) never loses a record that way.
+the worker's snapshot (streams/live/faust_patches.py) never loses a record that way.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.faust_patches import fetch_from_snapshot
+from streams.live.faust_patches import fetch_from_snapshot
 
 
 async def _scenario(bootstrap: str, snapshot: bool) -> tuple[dict[str, list[int]], int]:

@@ -20,7 +20,7 @@ import orjson
 
 from detectors.config import DAY_MS, HOUR_MS
 from detectors.envelope import encode, iso_ms
-from streams.replay import Replayer
+from streams.offline.replay import Replayer
 from streams.settings import load_settings
 from tests.conftest import consume, produce_events
 

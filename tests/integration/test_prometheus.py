@@ -66,7 +66,7 @@ class Prometheus:
             data = self.api("query", query=expr)
         except urllib.error.HTTPError as exc:  # 400: the expression does not parse
             raise AssertionError(f"{expr!r}: {exc.read().decode()}") from None
-        return data["result"]  # type: ignore[no-any-return]
+        return data["result"]
 
     def value(self, expr: str) -> float | None:
         result = self.query(expr)

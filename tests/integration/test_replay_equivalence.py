@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 
 from detectors.envelope import iso_ms
-from streams.diff import changed_fields
-from streams.samples import SampleGenerator
+from streams.dev.samples import SampleGenerator
+from streams.offline.diff import changed_fields
 from tests.conftest import ROOT, consume, produce_events, wait_for
 
 
@@ -86,7 +86,7 @@ def test_live_worker_and_replay_produce_the_same_triggers(broker, topics, start_
     assert set(live) == set(replayed)  # same ids, silence and follow-up triggers included
     # Every payload field is identical, the context read from the customer's state included
     # (favourite category, RFM segment): live, the worker applies each partition's input in
-    # event-time order across the topics (streams/merge.py), as replay does.
+    # event-time order across the topics (streams/live/merge.py), as replay does.
     differing = {(replayed[i]["data"]["kind"], replayed[i]["data"]["stage"], replayed[i]["data"]["customer_id"]):
                  changed_fields(replayed[i], live[i], ignore=()) for i in replayed}
     assert not {k: v for k, v in differing.items() if v}

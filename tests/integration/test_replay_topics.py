@@ -8,7 +8,7 @@ import orjson
 
 from detectors.envelope import iso_ms
 from schemas.decode import to_epoch_ms
-from streams.samples import SampleGenerator
+from streams.dev.samples import SampleGenerator
 from tests.conftest import consume
 from tests.unit.test_cli import cli
 

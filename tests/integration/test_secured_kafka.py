@@ -26,7 +26,7 @@ from detectors.envelope import iso_ms
 from schemas.decode import to_epoch_ms
 from schemas.errors import CommandError
 from streams.broker import free_port
-from streams.samples import SampleGenerator
+from streams.dev.samples import SampleGenerator
 from streams.settings import Topics
 from tests.conftest import ROOT, WorkerProcess, broker_kinds, consume
 from tests.kafka.launcher import KafkaBroker

@@ -15,7 +15,7 @@ def test_traffic_generator_publishes_schema_valid_events_keyed_by_customer(broke
     env = {"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
            **{f"CHURN_TOPIC_{f.upper()}": getattr(topics, f) for f in topics.__dataclass_fields__}}
     proc = subprocess.run(
-        [sys.executable, "-m", "streams.traffic", "--customers", "5", "--rate", "40", "--duration", "1",
+        [sys.executable, "-m", "streams.dev.traffic", "--customers", "5", "--rate", "40", "--duration", "1",
          "--no-history", "--invalid-share", "0"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
     )

@@ -23,7 +23,7 @@ import pytest
 
 from detectors.envelope import iso_ms
 from schemas.decode import to_epoch_ms
-from streams.samples import SampleGenerator
+from streams.dev.samples import SampleGenerator
 
 ROOT = Path(__file__).resolve().parents[2]
 END = iso_ms(to_epoch_ms("2026-06-01T00:00:00Z"))
@@ -77,7 +77,7 @@ def test_a_fresh_venv_with_the_wheel_replays_with_the_compiled_core_and_gives_th
 
     work = tmp_path / "work"  # outside the checkout: nothing can import the repository's sources
     work.mkdir()
-    r = _run([py, "-c", "import streams.core, detectors.engine; print(streams.core.kind()); "
+    r = _run([py, "-c", "import streams.corebuild, detectors.engine; print(streams.corebuild.kind()); "
               "print(detectors.engine.__file__)"], cwd=work)
     assert r.returncode == 0, r.stderr
     kind, engine = r.stdout.splitlines()

@@ -708,6 +708,10 @@ class KafkaCluster:
     ``min.insync.replicas`` one less, as a production cluster would have them.
     """
 
+    #: What the fixture that starts a cluster records on it: start-up seconds, the broker kind.
+    started_in: float = 0.0
+    kind: str = "kafka"
+
     def __init__(self, size: int = 3, data_dir: Path | None = None, *, host: str = "127.0.0.1",
                  extra_config: Mapping[str, str] | None = None, jvm_opts: Sequence[str] = CLUSTER_JVM_OPTS) -> None:
         if size < 1:

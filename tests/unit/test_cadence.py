@@ -20,8 +20,8 @@ from detectors.silence import stage_plan
 from detectors.snapshot import day_grid, model_view
 from schemas import EventDecoder
 from schemas.decode import to_epoch_ms
-from streams.cdnow import convert
-from streams.fit import fit_file
+from streams.offline.cdnow import convert
+from streams.offline.fit import fit_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "tests" / "data" / "cdnow" / "CDNOW_sample.txt"
@@ -208,7 +208,7 @@ def test_streaming_state_is_the_batch_summary(sample_log, tmp_path, clock):
     s = summarize(orders, until, WEEK)
     assert s.T.max() == pytest.approx(272 / 7)  # first bought 1997-01-01: 38.86 weeks, as in the paper
     for cid, x, t_x, big_t in zip(s.customers, s.x, s.t_x, s.T, strict=True):
-        assert day_grid(core.store[cid], until, WEEK) == (x, pytest.approx(t_x), pytest.approx(big_t))
+        assert day_grid(core.store[cid], until, WEEK) == (x, pytest.approx(t_x), pytest.approx(big_t))  # type: ignore[comparison-overlap]  # approx compares by value
 
 
 def test_the_snapshot_view_does_not_depend_on_the_time_of_day():
@@ -273,6 +273,7 @@ def test_deadlines_follow_the_personal_cadence_but_never_precede_the_category_fl
     assert plan[0][0] > floors[0][0]
     unit = WEEK
     x, t_x = 3, (slow.last_order - slow.first_order) / unit
+    assert cfg.cadence is not None
     assert p_alive(cfg.cadence, x, t_x, (plan[0][0] - slow.first_order) / unit) == pytest.approx(0.5, abs=1e-6)
     one = _customer([0])                    # one order: the model says nothing yet
     assert stage_plan(cfg, one) == stage_plan(DetectorConfig(), one)

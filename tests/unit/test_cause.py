@@ -276,7 +276,7 @@ def service_events(spec: list[tuple[str, str, int, int]]) -> list[dict]:
     return out
 
 
-def run(evs: list[dict], ticks: list[int] = (), recover: bool = False) -> list[bytes]:
+def run(evs: list[dict], ticks: tuple[int, ...] | list[int] = (), recover: bool = False) -> list[bytes]:
     """Triggers as canonical bytes; `ticks` are clock ticks between events (live), `recover` decodes
     every state from its encoding after each event (a restart from the changelog)."""
     core = _core()

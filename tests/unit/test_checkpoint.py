@@ -1,4 +1,4 @@
-"""The checkpoint before each commit (streams/checkpoint.py): outputs acknowledged, then states, then offsets.
+"""The checkpoint before each commit (streams/live/checkpoint.py): outputs acknowledged, then states, then offsets.
 
 No Faust and no broker: a `Worker` holds one worker process's fakes (a producer
 whose delivery futures are resolved by hand or by its flush, a write-back store,
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from streams.checkpoint import Checkpoint, CheckpointError
-from streams.runtime import Outgoing
+from streams.live.checkpoint import Checkpoint, CheckpointError
+from streams.live.runtime import Outgoing
 
 END = "\x00end-of-flush"  # the end mark's key (app.py's END_MARK)
 PARTITION = {"a": 0, "b": 2, "c": 0}  # changelog partition of each customer (1 is never written)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import orjson
 
 from detectors.envelope import iso_ms
-from streams.metrics import Metrics
-from streams.runtime import Runtime
+from streams.live.metrics import Metrics
+from streams.live.runtime import Runtime
 from streams.settings import Settings, Topics
 
 T0 = 1_760_000_000_000

@@ -19,8 +19,8 @@ import pytest
 
 from detectors.envelope import iso_ms
 from schemas.decode import to_epoch_ms
-from streams.core import StaleCore, check_fresh, kind
-from streams.samples import SampleGenerator
+from streams.corebuild import StaleCore, check_fresh, kind
+from streams.dev.samples import SampleGenerator
 
 ROOT = Path(__file__).resolve().parents[2]
 END = to_epoch_ms("2026-06-01T00:00:00Z")
@@ -33,7 +33,8 @@ def _replay(cwd: Path, log: Path, out: Path) -> str:
         del env[k]
     args = ["replay", str(log), "--until", iso_ms(END), "--out", str(out / "triggers.jsonl"),
             "--snapshot-out", str(out / "snapshot.jsonl"), "--progress", "never"]
-    code = f"import sys, streams.core, streams.cli; print(streams.core.kind()); sys.exit(streams.cli.main({args!r}))"
+    code = (f"import sys, streams.corebuild, streams.cli; print(streams.corebuild.kind()); "
+            f"sys.exit(streams.cli.main({args!r}))")
     r = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
                        timeout=240, check=False)
     assert r.returncode == 0, r.stderr

@@ -116,7 +116,7 @@ def test_every_client_kind_gets_the_same_credentials(ca_file):
 
 
 def test_the_faust_app_is_built_with_the_connection(ca_file):
-    from streams.app import faust_app
+    from streams.live.app import faust_app
 
     settings = load_settings(env=_scram(KAFKA_SSL_CAFILE=ca_file))
     creds = faust_app(settings).conf.broker_credentials

@@ -15,9 +15,9 @@ from detectors.state import CustomerState
 from detectors.suppression import channels_at, on_consent
 from schemas import Event, EventDecoder
 from schemas.errors import ConfigError
-from streams.metrics import Metrics
-from streams.replay import Replayer, replay
-from streams.runtime import Runtime
+from streams.live.metrics import Metrics
+from streams.live.runtime import Runtime
+from streams.offline.replay import Replayer, replay
 from streams.settings import Settings, load_settings
 from tests.unit.test_metrics import Clock
 from tests.unit.test_metrics import order as raw_order
@@ -248,7 +248,7 @@ def test_measurement_events_are_never_suppressed_and_list_the_marketing_channels
 
 
 def test_the_demo_customers_grant_consent_so_the_demo_shows_win_backs():
-    from streams.samples import SampleGenerator
+    from streams.dev.samples import SampleGenerator
 
     history = SampleGenerator(seed=7, customers=60).history(1_790_000_000_000)
     decisions: list[tuple[str, str]] = []

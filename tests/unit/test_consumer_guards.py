@@ -1,4 +1,4 @@
-"""The guards the worker puts on Faust's consumer (streams/faust_patches.py, streams/app.py).
+"""The guards the worker puts on Faust's consumer (streams/live/faust_patches.py, streams/live/app.py).
 
 A stand-in consumer records what Faust's recovery would cause: which partitions
 are resumed, and when, relative to the seek to the committed offsets. The
@@ -13,9 +13,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from streams.consumer_view import STALL_S, watch_input
-from streams.faust_patches import count_offset_gaps, resume_inputs_after_seek
-from streams.metrics import Metrics
+from streams.live.consumer_view import STALL_S, watch_input
+from streams.live.faust_patches import count_offset_gaps, resume_inputs_after_seek
+from streams.live.metrics import Metrics
 
 
 class TP(NamedTuple):
@@ -51,7 +51,7 @@ class Consumer:
         self.gaps.append((tp, offset_from, offset_to))
 
 
-def _guarded(**kwargs: Any) -> Consumer:
+def _guarded(**kwargs: Any) -> Any:  # a Consumer with .unstick set on it
     c = Consumer(**kwargs)
     c.unstick = resume_inputs_after_seek(c, lambda tp: tp.topic.endswith("-changelog"))  # type: ignore[attr-defined]
     return c

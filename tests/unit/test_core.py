@@ -286,7 +286,7 @@ def _events(spec: list[tuple[str, str, int, int, str]]) -> list[dict[str, Any]]:
     out = []
     for i, (t, cid, hours, n, cat) in enumerate(sorted(spec, key=lambda s: s[2])):
         at = T0 + hours * HOUR_MS
-        e = {"event_id": f"p{i}", "type": t, "customer_id": cid, "occurred_at": iso_ms(at)}
+        e: dict[str, object] = {"event_id": f"p{i}", "type": t, "customer_id": cid, "occurred_at": iso_ms(at)}
         if t == "order":
             e.update(order_id=f"o{i}", category=cat, amount=float(n * 10))
         elif t == "courier_rating":

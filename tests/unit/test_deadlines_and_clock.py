@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.deadlines import BUCKET_BITS, DeadlineIndex
-from streams.clock import Watermarks
+from streams.live.clock import Watermarks
 
 
 def test_index_pops_only_due_customers_in_deadline_then_id_order():
@@ -62,7 +62,7 @@ _ops = st.lists(st.one_of(
 @given(_ops)
 def test_index_agrees_with_a_sorted_model(ops):
     """Near heap, far buckets, horizon and compaction give what a plain sorted dict gives."""
-    idx, model = DeadlineIndex(), {}
+    idx, model = DeadlineIndex(), dict[str, int]()
     clock = 0
     for op, cid, value in ops:
         if op == "set":

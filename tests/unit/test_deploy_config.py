@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import yaml
 
-from streams.metrics import Metrics
+from streams.live.metrics import Metrics
 from tests.deploy_queries import (
     DASHBOARD,
     DASHBOARD_MATCHERS,

@@ -1,7 +1,7 @@
 """The generated accept path never accepts what the reference validator rejects, and agrees on event time.
 
 It runs in two forms, both held to the reference here: the generator's functions
-run as interpreted code (what the decoder falls back to), and the checked-in
+(scripts/checkgen.py) run as interpreted code, and the checked-in
 module written from the same source that the core compiles
 (schemas/checks_generated.py), called by type or through its dispatch.
 """
@@ -17,10 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import EVENT_TYPES, EventDecoder, checks_generated, load_schema
-from schemas.decode import SCHEMA_DIR, generated_checks_current, to_epoch_ms
-from schemas.fastpath import REGENERATE, compile_event_check, fast_epoch_ms, generate_module, schema_digest
+from schemas.decode import SCHEMA_DIR, StaleChecks, check_generated_fresh, generated_checks_current, to_epoch_ms
+from schemas.fastpath import REGENERATE, fast_epoch_ms, schema_digest
 from schemas.validator import compile_schema
-from streams.samples import SampleGenerator
+from scripts.checkgen import compile_event_check, generate_module
+from streams.dev.samples import SampleGenerator
 
 REFERENCE = {t: compile_schema(load_schema(f), f) for t, f in EVENT_TYPES.items()}
 ACCEPT_PATHS: dict[str, dict[str, Any]] = {
@@ -39,7 +40,7 @@ SAMPLES = SampleGenerator(seed=2, customers=20).history(1_790_000_000_000, days=
 SAMPLES.append({"event_id": "c1", "type": "consent", "customer_id": "c", "occurred_at": "2026-01-01T00:00:00Z",
                 "channel": "email", "granted": True})
 
-ODD_VALUES = [None, True, False, 0, 1, -1, 5, 6, 2.5, 1e10, float("inf"), float("nan"), "", "x" * 129, "x",
+ODD_VALUES: list[Any] = [None, True, False, 0, 1, -1, 5, 6, 2.5, 1e10, float("inf"), float("nan"), "", "x" * 129, "x",
               "EUR", "eur", "order", "delivered", "email", [], {}, ["a"], "2026-01-01T00:00:00Z",
               "2026-01-01T00:00:00.1234567Z", "2026-13-01T00:00:00Z", "2026-01-01t00:00:00z",
               "2026-01-01T00:00:00+02:00", "2026-02-30T00:00:00.000Z", "٢٠٢٦-01-01T00:00:00Z",
@@ -60,7 +61,26 @@ def test_the_checked_in_generated_module_is_what_the_schema_files_give_now():
     on_disk = (SCHEMA_DIR / "checks_generated.py").read_text(encoding="utf-8")
     assert on_disk == text, f"schemas/checks_generated.py is out of date: run `{REGENERATE}`, then `make core`"
     assert generated_checks_current()
-    EventDecoder()  # and it says nothing: pytest would turn its stale-module warning into an error
+    check_generated_fresh()
+    EventDecoder()
+
+
+def test_a_stale_generated_module_stops_the_decoder_and_every_command_with_the_fix(capsys):
+    with pytest.raises(StaleChecks, match=r"run `make checks` and then `make core`"):
+        check_generated_fresh("0" * 64)
+    # Every command runs the same check before anything else, and reports it as one line.
+    import streams.cli
+
+    cli: Any = streams.cli
+    original = cli.check_generated_fresh
+    cli.check_generated_fresh = lambda: original("0" * 64)
+    try:
+        assert cli.main(["replay", "no-such-file.jsonl"]) == 2
+    finally:
+        cli.check_generated_fresh = original
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["churn-signals replay: error: schemas/checks_generated.py was written from other event "
+                   "schema files: run `make checks` and then `make core`"]
 
 
 def test_an_edited_schema_no_longer_matches_the_generated_module():

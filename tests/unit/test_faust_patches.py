@@ -1,4 +1,4 @@
-"""The Faust patches (streams/faust_patches.py): pinned to the Faust they were written for.
+"""The Faust patches (streams/live/faust_patches.py): pinned to the Faust they were written for.
 
 Every function a patch replaces or relies on is pinned by the hash of its source:
 an upgrade of faust-streaming or aiokafka that changes one fails here, naming it,
@@ -14,14 +14,14 @@ from typing import Any, NamedTuple
 import pytest
 
 from schemas.errors import CommandError
-from streams import faust_patches
-from streams.faust_patches import PINNED, check_faust_version, fetch_from_snapshot, source_digest
+from streams.live import faust_patches
+from streams.live.faust_patches import PINNED, check_faust_version, fetch_from_snapshot, source_digest
 
 
 @pytest.mark.parametrize("qualified", sorted(PINNED))
 def test_each_patched_faust_function_is_the_one_the_patch_was_written_for(qualified: str) -> None:
     assert source_digest(qualified) == PINNED[qualified], (
-        f"{qualified} changed in the installed release: re-read the patch in streams/faust_patches.py "
+        f"{qualified} changed in the installed release: re-read the patch in streams/live/faust_patches.py "
         f"that names it, adapt it, then update its digest in PINNED")
 
 
@@ -90,7 +90,7 @@ class Consumer:
     def _get_active_partitions(self) -> set[TP]:
         return self.active
 
-    async def _getmany(self, active_partitions: Any, timeout: float) -> dict[TP, list[int]]:
+    async def _getmany(self, active_partitions: Any, timeout: float) -> dict[TP, list[Record]]:
         self.asked.append(active_partitions)
         # while the fetch waits in the consumer thread, the recovery pauses the changelog
         self.active.discard(CHANGELOG)

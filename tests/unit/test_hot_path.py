@@ -15,7 +15,7 @@ from detectors.state import CustomerState, cat_entry
 from schemas import EventDecoder
 from schemas.decode import to_epoch_ms
 from schemas.validator import parse_rfc3339
-from streams.samples import SampleGenerator
+from streams.dev.samples import SampleGenerator
 
 
 def _iso_reference(ms: int) -> str:

@@ -17,7 +17,7 @@ from detectors.config import DetectorConfig
 from detectors.detector import HOOKS, SIGNALS
 from detectors.kinds import FAMILIES, KINDS, MEASUREMENT, NAMES, SEVERITIES, Kind
 from schemas import load_schema
-from streams.metrics import TRIGGER_KINDS
+from streams.live.metrics import TRIGGER_KINDS
 from streams.wording import kinds_table, reason, with_kinds_table
 
 ROOT = Path(__file__).resolve().parents[2]

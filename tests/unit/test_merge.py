@@ -1,4 +1,4 @@
-"""Per-partition event-time merge of the input topics (streams/merge.py) and its use by the runtime."""
+"""Per-partition event-time merge of the input topics (streams/live/merge.py) and its use by the runtime."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 
 from detectors.envelope import iso_ms
-from streams.merge import Merger
-from streams.metrics import Metrics
-from streams.runtime import Runtime
+from streams.live.merge import Merger
+from streams.live.metrics import Metrics
+from streams.live.runtime import Runtime
 from streams.settings import Settings, Topics
 
 T0 = 1_760_000_000_000

@@ -25,9 +25,9 @@ from detectors.envelope import iso_ms
 from detectors.kinds import KINDS
 from streams.broker import free_port
 from streams.health import bootstrap_hosts, broker_reachable
-from streams.logs import JsonFormatter, logging_config
-from streams.metrics import DLQ_REASONS, RETURN_GROUPS, SILENCE_CAUSES, TRIGGER_KINDS, Metrics, faust_monitor
-from streams.runtime import Runtime
+from streams.live.logs import JsonFormatter, logging_config
+from streams.live.metrics import DLQ_REASONS, RETURN_GROUPS, SILENCE_CAUSES, TRIGGER_KINDS, Metrics, faust_monitor
+from streams.live.runtime import Runtime
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -149,7 +149,7 @@ def test_a_consent_event_for_a_channel_not_configured_is_dead_lettered():
     viber = orjson.dumps({"event_id": "k2", "type": "consent", "customer_id": "c-9", "occurred_at": iso_ms(T0),
                           "channel": "viber", "granted": True})
     assert rt.on_input("customer-consent", 0, 4, b"c-9", viber) == []
-    assert rt.store.get("c-9").consent == ["viber", 1, T0]
+    assert rt.store["c-9"].consent == ["viber", 1, T0]
 
 
 def test_every_reason_the_code_can_raise_starts_at_zero():
@@ -294,7 +294,7 @@ def test_no_label_value_ever_carries_a_customer_or_event_id():
 def test_faust_sensor_metrics_share_the_registry_with_ours():
     m = Metrics(CollectorRegistry())
     monitor = faust_monitor(m.registry)
-    monitor.on_assignment_completed(None, {"time_start": monitor.time()})  # type: ignore[arg-type]
+    monitor.on_assignment_completed(None, {"time_start": monitor.time()})
     text = generate_latest(m.registry).decode()
     assert "churn_events_total" in text
     assert "faust_assignment_operations_total" in text
@@ -366,6 +366,18 @@ def test_broker_is_reachable_when_it_answers_api_versions():
                 await server.wait_closed()
 
     assert asyncio.run(check()) is True
+
+
+def test_the_worker_has_no_faust_agent_so_faust_s_stream_hooks_never_run():
+    """Input goes from the fetch loop to the handler (faust_patches.drain_messages), not through a
+    Faust stream: the sensor's stream hooks are left as Faust wrote them. An agent added later would
+    run them per event, un-cached: this test is the reminder to cache them again."""
+    from streams.live.app import create_app
+    from streams.settings import load_settings
+
+    app, _ = create_app(load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}))
+    assert list(app.agents) == []
+    assert "on_stream_event_in" not in type(faust_monitor(CollectorRegistry())).__dict__
 
 
 def test_faust_sensor_series_are_those_of_fausts_own_prometheus_sensor():

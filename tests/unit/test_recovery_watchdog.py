@@ -8,7 +8,7 @@ from typing import Any
 
 from faust.types import TP
 
-from streams.consumer_view import STALL_S, watch_recovery
+from streams.live.consumer_view import STALL_S, watch_recovery
 
 NEVER_READ, READING, DONE = TP("c-changelog", 1), TP("c-changelog", 0), TP("c-changelog", 2)
 

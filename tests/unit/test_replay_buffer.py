@@ -1,7 +1,7 @@
 """The reorder buffer in the compiled fold replays exactly as the interpreted loop it replaced.
 
 Until detector 2.3.0 made a 15-minute `allowed_lateness` (and so `--lateness`) the
-default, a replay with a reorder buffer took an interpreted loop in streams/replay.py.
+default, a replay with a reorder buffer took an interpreted loop in streams/offline/replay.py.
 That loop is kept here, as it was, as the oracle: the fold (detectors/fold.py, both its
 line loop and its event loop) must give the same triggers in the same order, the same
 snapshot, the same summary and the same observer calls (explain), over logs out of
@@ -23,9 +23,9 @@ from detectors.engine import CONFLICT
 from detectors.envelope import encode, iso_ms, to_cloudevent
 from schemas import Event
 from schemas.decode import to_epoch_ms
-from streams.replay import Replayer, ReplayResult, snapshots, summary_table
-from streams.samples import SampleGenerator
-from streams.sources import FileSource, Reject
+from streams.dev.samples import SampleGenerator
+from streams.offline.replay import Replayer, ReplayResult, snapshots, summary_table
+from streams.offline.sources import FileSource, Reject
 
 END = to_epoch_ms("2026-03-01T00:00:00Z")
 MINUTE = 60_000
@@ -43,7 +43,7 @@ def _watch(calls: Calls, version: str) -> Any:
 
 
 def reference(path: Path, **kw: Any) -> tuple[ReplayResult, list[bytes], Calls]:
-    """The replay as streams/replay.py ran it before the buffer moved into the fold (`_run_buffered`)."""
+    """The replay as streams/offline/replay.py ran it before the buffer moved into the fold (`_run_buffered`)."""
     triggers: list[bytes] = []
     calls: Calls = []
     r = Replayer(on_trigger=lambda ce, _d: triggers.append(encode(ce)), **kw)

@@ -17,11 +17,11 @@ from detectors.fold import Fold
 from detectors.partition import PartitionCore
 from schemas.decode import EventDecoder, to_epoch_ms
 from schemas.errors import CommandError
-from streams.diff import TriggerSet, diff, render
+from streams.dev.samples import SampleGenerator
+from streams.offline.diff import TriggerSet, diff, render
+from streams.offline.replay import Replayer, summary_table
+from streams.offline.sources import DirectorySource, FileSource
 from streams.progress import Progress
-from streams.replay import Replayer, summary_table
-from streams.samples import SampleGenerator
-from streams.sources import DirectorySource, FileSource
 from tests.unit.test_cli import cli
 
 END = to_epoch_ms("2026-03-01T00:00:00Z")

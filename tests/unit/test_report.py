@@ -15,11 +15,11 @@ from detectors.config import DAY_MS
 from detectors.envelope import iso_ms
 from schemas import Event
 from schemas.decode import to_epoch_ms
-from streams.campaign import Campaign
-from streams.replay import Replayer
-from streams.report import Orders, Touches, build_report, groups, record_orders
-from streams.report_out import MISSING_MATPLOTLIB, summary_line
-from streams.stats import newcombe_difference, wilson
+from streams.offline.campaign import Campaign
+from streams.offline.replay import Replayer
+from streams.offline.report import Orders, Touches, build_report, groups, record_orders
+from streams.offline.report_out import MISSING_MATPLOTLIB, summary_line
+from streams.offline.stats import newcombe_difference, wilson
 from tests.unit.test_cli import ROOT, _assert_one_line_error, cli
 
 T0 = to_epoch_ms("2026-03-01T00:00:00Z")

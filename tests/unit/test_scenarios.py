@@ -28,8 +28,8 @@ import pytest
 from detectors import DetectorConfig
 from schemas import load_schema
 from schemas.decode import to_epoch_ms
-from streams.replay import replay
-from streams.sources import Reject
+from streams.offline.replay import replay
+from streams.offline.sources import Reject
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 NAMES = sorted(p.name for p in SCENARIOS.iterdir() if (p / "expected.json").exists())

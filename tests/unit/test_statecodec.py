@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.statecodec import pack, unpack
-from streams.replay import Replayer
-from streams.samples import SampleGenerator
+from streams.dev.samples import SampleGenerator
+from streams.offline.replay import Replayer
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from schemas.errors import ConfigError
-from streams.app import create_app
+from streams.live.app import create_app
 from streams.settings import load_settings
 from streams.topics import missing_line, render, topic_plan
 from tests.conftest import ROOT
@@ -19,7 +19,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_ENV = {"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "CHURN_PARTITIONS": "6"}
 
 
-def _settings(**env: str):  # type: ignore[no-untyped-def]
+def _settings(**env: str):
     return load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", **env})
 
 
@@ -27,8 +27,11 @@ def test_the_plan_names_every_topic_the_worker_and_faust_declare_with_faust_s_ow
     settings = _settings(CHURN_APP_ID="shop-eu", CHURN_TOPIC_PREFIX="eu-")
     app, _ = create_app(settings)
     table = app.tables["customers"]
-    faust_topics = {table.changelog_topic.get_topic_name(), app._leader_assignor._leader_topic_name}
-    worker_topics = {name for channel in app.topics._topics for name in channel.topics}
+    # Faust's private names: the topics it declares itself
+    faust_topics = {table.changelog_topic.get_topic_name(),
+                    app._leader_assignor._leader_topic_name}  # type: ignore[attr-defined]
+    worker_topics = {name for channel in app.topics._topics  # type: ignore[attr-defined]
+                     for name in channel.topics}
     t = settings.topics
     planned = {s.name for s in topic_plan(settings)}
     assert planned == faust_topics | worker_topics | {t.triggers, t.audit, t.dlq}
@@ -43,7 +46,7 @@ def test_faust_declares_its_own_topics_with_the_replication_and_configs_of_the_p
     app, _ = create_app(settings)
     plan = {s.name: s for s in topic_plan(settings)}
     changelog = app.tables["customers"].changelog_topic
-    leader = app._leader_assignor._leader_topic
+    leader = app._leader_assignor._leader_topic  # type: ignore[attr-defined]  # Faust's private name
     assert app.conf.topic_replication_factor == 3
     assert changelog.replicas is None  # so conf.topic_replication_factor applies
     assert leader.replicas == 3

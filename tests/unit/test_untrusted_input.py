@@ -22,11 +22,11 @@ from detectors.envelope import iso_ms
 from detectors.fold import Fold
 from detectors.partition import PartitionCore
 from schemas.decode import UTF8_BOM, EventDecoder, to_epoch_ms
-from streams.jsonl import read_lines
-from streams.produce import route
-from streams.samples import SampleGenerator
+from streams.dev.produce import route
+from streams.dev.samples import SampleGenerator
+from streams.offline.jsonl import read_lines
+from streams.offline.sources import FileSource
 from streams.settings import Settings
-from streams.sources import FileSource
 from streams.terminal import printable, printable_json
 from tests.unit.test_cli import cli
 from tests.unit.test_metrics import T0, make, sample
@@ -271,7 +271,7 @@ def test_the_worker_dead_letters_a_conflict_with_its_raw_bytes_and_keeps_duplica
                           "order_id": "o-1", "category": "grocery", "amount": 20.0})
     assert rt.on_input("orders", 0, 0, b"c-1", first) == []
     rt.write_state()
-    state = rt.store.get("c-1").encode()
+    state = rt.store["c-1"].encode()
     other = first.replace(b"20.0", b"25.0")
     [letter] = rt.on_input("orders", 0, 1, b"c-1", other, 99.0, [("trace", b"t")])
     assert (letter.topic, letter.key, letter.value, letter.timestamp) == ("churn-dlq", b"c-1", other, 99.0)
@@ -280,7 +280,7 @@ def test_the_worker_dead_letters_a_conflict_with_its_raw_bytes_and_keeps_duplica
         b"t", b"event_id_conflict", b"semantic")
     assert headers["dlq.source.offset"] == b"1"
     rt.write_state()
-    assert rt.store.get("c-1").encode() == state
+    assert rt.store["c-1"].encode() == state
     assert rt.on_input("orders", 0, 2, b"c-1", b" " + first) == []  # the same event again: a duplicate
     assert sample(m, "churn_dlq_messages_total", reason="event_id_conflict") == 1
     assert sample(m, "churn_events_total", topic="orders", outcome="invalid") == 1

@@ -13,10 +13,10 @@ import orjson
 from detectors import CustomerState
 from detectors.state import cat_entry
 from streams.connection import KafkaConnection
-from streams.metrics import Metrics
-from streams.runtime import Runtime
+from streams.live.metrics import Metrics
+from streams.live.runtime import Runtime
+from streams.live.state_store import Stored, decode_stored
 from streams.settings import Settings
-from streams.state_store import Stored, decode_stored
 from tests.unit.test_crash_consistency import NOW, _events
 
 Logged = list[tuple[int, str, bytes]]

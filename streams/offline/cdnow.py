@@ -10,7 +10,7 @@ amount = dollars (USD), customer id `cdnow-<id>` (the master id, so sample and
 master name the same customer alike). Several purchases on one day stay
 separate orders; the model counts them as one transaction (calendar days).
 
-    python -m streams.cdnow CDNOW_sample.txt events.jsonl[.gz]
+    python -m streams.offline.cdnow CDNOW_sample.txt events.jsonl[.gz]
 """
 
 from __future__ import annotations
@@ -77,6 +77,6 @@ def convert(src: str | Path, dst: str | Path, time_order: bool = True) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        print("usage: python -m streams.cdnow CDNOW_FILE OUT.jsonl[.gz]", file=sys.stderr)
+        print("usage: python -m streams.offline.cdnow CDNOW_FILE OUT.jsonl[.gz]", file=sys.stderr)
         sys.exit(2)
     print(f"wrote {convert(sys.argv[1], sys.argv[2])} order events to {sys.argv[2]}", file=sys.stderr)

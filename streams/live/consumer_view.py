@@ -3,7 +3,7 @@
 Faust keeps the facts the worker's clock and watchdogs need in private
 attributes (`_committed_offset`, `_read_offset`, the client's per-partition
 fetch state). They are read here and nowhere else, and never written (the
-patches that change behaviour are in streams/faust_patches.py). Every reader
+patches that change behaviour are in streams/live/faust_patches.py). Every reader
 answers None for "unknown", which the callers treat as "behind".
 """
 
@@ -24,6 +24,9 @@ class ConsumerView:
     def __init__(self, app: Any, wall_ms: Callable[[], int]) -> None:
         self.app = app
         self.wall_ms = wall_ms
+
+    # The `type: ignore[no-any-return]` below: Faust's consumer and aiokafka's client are untyped
+    # where these private reads go, so what they return is Any to mypy; each is an int or None.
 
     def end_offset(self, tp: tuple[str, int]) -> int | None:
         """The last end offset Kafka reported for `tp` (None: not fetched yet)."""
@@ -170,9 +173,10 @@ def watch_input(consumer: Any, inputs: set[str], last_poll_ms: Callable[[Any], i
             reads.clear()
             told.clear()
             return []
-        if settled_since[0] is None:
-            settled_since[0] = now
-        look_for_stalls = now - settled_since[0] >= limit
+        since = settled_since[0]
+        if since is None:
+            since = settled_since[0] = now
+        look_for_stalls = now - since >= limit
         paused = consumer._paused_partitions
         waiting: list[str] = []
         stalled: list[Any] = []
@@ -204,7 +208,7 @@ def watch_input(consumer: Any, inputs: set[str], last_poll_ms: Callable[[Any], i
                         "(consumer: flow %s, generation %s)", STALL_S, ", ".join(waiting), flow, generation)
         if stalled:
             active = consumer._get_active_partitions()
-            buffered = getattr(consumer, "_buffered_partitions", set())
+            buffered: set[Any] = getattr(consumer, "_buffered_partitions", set())
 
             def describe(tp: Any) -> str:
                 polled = last_poll_ms(tp)

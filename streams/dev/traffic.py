@@ -1,4 +1,4 @@
-"""Sample traffic for a running stack: `python -m streams.traffic` (compose profile "traffic").
+"""Sample traffic for a running stack: `python -m streams.dev.traffic` (compose profile "traffic").
 
 Publishes a 120-day history ending now for the sample customers, then live
 events at `--rate` orders per second until stopped, plus a small share of
@@ -21,12 +21,12 @@ from typing import Any
 import orjson
 
 from schemas.decode import to_epoch_ms
-from streams.samples import SampleGenerator
+from streams.dev.samples import SampleGenerator
 from streams.settings import load_settings
 
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m streams.traffic", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m streams.dev.traffic", description=__doc__.splitlines()[0])
     p.add_argument("--customers", type=int, default=500, help="sample customers (default 500)")
     p.add_argument("--rate", type=float, default=5.0, help="live orders per second (default 5)")
     p.add_argument("--invalid-share", type=float, default=0.01, help="share of malformed messages (default 0.01)")

@@ -1,4 +1,4 @@
-"""The report's outputs: the summary line, Markdown, JSON and PNG charts (streams/report.py measures).
+"""The report's outputs: the summary line, Markdown, JSON and PNG charts (streams/offline/report.py measures).
 
 Charts need matplotlib (the optional extra `report`); without it the other
 outputs are written all the same and one line says why the charts are not.
@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from schemas.errors import CommandError
-from streams.report import ACTIVE_DAYS, ARMS, HEADLINE_FAMILY, HOLDOUT, HORIZONS, TREATMENT
+from streams.offline.report import ACTIVE_DAYS, ARMS, HEADLINE_FAMILY, HOLDOUT, HORIZONS, TREATMENT
 
 INTERVAL = ("Newcombe's hybrid score interval (method 10, no continuity correction) for the difference; "
             "Wilson score intervals for each rate; 95 %")

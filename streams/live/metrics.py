@@ -30,7 +30,7 @@ from detectors.kinds import NAMES, SILENCE_STAGES
 #: not a zero in PromQL).
 EVENT_OUTCOMES = ("accepted", "duplicate", "late", "invalid")
 RETURN_GROUPS = ("treatment", "holdout")
-#: InvalidEvent reason codes (schemas/decode.py, streams/runtime.py); a test
+#: InvalidEvent reason codes (schemas/decode.py, streams/live/runtime.py); a test
 #: keeps this list in step with the code. An unlisted reason is still counted.
 DLQ_REASONS = ("too_large", "malformed_json", "not_an_object", "unknown_type", "schema", "future_time",
                "ancient_time", "implausible_time", "unknown_channel", "empty", "key_mismatch", "event_id_conflict")
@@ -191,11 +191,13 @@ def faust_monitor(registry: CollectorRegistry) -> Any:
     own /metrics page and default to the process-global registry; we need the
     sensor alone so our page serves both metric sets from one registry.
 
-    The sensor runs five hooks per consumed message, and Faust's own looks up
-    four labelled series (`.labels()`) and rebuilds the stream's label (string
-    formatting and a regex) each time: ~14 µs per event against ~2 µs for
-    Faust's default monitor. This one keeps the same series and values, with
-    the labelled children looked up once per topic-partition, stream and topic.
+    Faust's own looks up its labelled series (`.labels()`) on every hook call,
+    several per consumed message. This one keeps the same series and values,
+    with the labelled children looked up once per topic-partition and topic.
+    Input messages never reach a Faust stream (streams/live/faust_patches.py,
+    drain_messages: the worker has no agents), so the stream hooks are Faust's
+    own and never run; tests/unit/test_faust_patches.py pins that no agent
+    exists.
     """
     from faust.sensors.monitor import Monitor
     from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
@@ -205,7 +207,6 @@ def faust_monitor(registry: CollectorRegistry) -> Any:
             super().__init__(metrics, **kwargs)
             self._tp_series: dict[Any, tuple[Any, Any]] = {}
             self._end_series: dict[Any, Any] = {}
-            self._stream_series: dict[int, tuple[Any, Any]] = {}
             self._sent_series: dict[str, Any] = {}
 
         def _clear_partition_related_metrics(self) -> None:
@@ -228,19 +229,6 @@ def faust_monitor(registry: CollectorRegistry) -> Any:
                     m.messages_received_per_topics_partition.labels(topic=tp.topic, partition=tp.partition))
             series[0].inc()
             series[1].set(offset)
-
-        def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> Any:
-            state = Monitor.on_stream_event_in(self, tp, offset, stream, event)
-            m = self._metrics
-            m.total_events.inc()
-            m.total_active_events.inc()
-            # Keyed by id, holding the stream: a stream lives as long as its agent.
-            cached = self._stream_series.get(id(stream))
-            if cached is None or cached[0] is not stream:
-                child = m.total_events_per_stream.labels(stream=f"stream.{self._stream_label(stream)}.events")
-                cached = self._stream_series[id(stream)] = (stream, child)
-            cached[1].inc()
-            return state
 
         def track_tp_end_offset(self, tp: Any, offset: int) -> None:
             Monitor.track_tp_end_offset(self, tp, offset)

@@ -44,7 +44,7 @@ from detectors.config import DAY_MS
 from schemas import Event
 from schemas.decode import to_epoch_ms
 from schemas.errors import InvalidEvent
-from streams.stats import newcombe_difference
+from streams.offline.stats import newcombe_difference
 
 TREATMENT, HOLDOUT = "treatment", "holdout"
 ARMS = (TREATMENT, HOLDOUT)
@@ -189,7 +189,8 @@ class Group:
         t, h = self.arms[TREATMENT], self.arms[HOLDOUT]
         if not t.customers or not h.customers:
             return None
-        return tuple(newcombe_difference(t.returned, t.customers, h.returned, h.customers))  # type: ignore[return-value]
+        diff, lo, hi = newcombe_difference(t.returned, t.customers, h.returned, h.customers)
+        return diff, lo, hi
 
 
 def outcome(arm: Arm, orders: list[tuple[int, float, str]], times: list[int], t0: int, window_ms: int,
@@ -311,9 +312,9 @@ DEFINITIONS = {
 
 def build_report(touches: Touches, orders: Orders, window_ms: int, end: int, source: str,
                  trigger_log: str | None) -> dict[str, Any]:
-    """The whole report as plain data (report.json); streams/report_out.py renders it."""
+    """The whole report as plain data (report.json); streams/offline/report_out.py renders it."""
     from detectors.envelope import iso_ms
-    from streams.stats import CONFIDENCE
+    from streams.offline.stats import CONFIDENCE
 
     window_days = -(-window_ms // DAY_MS)
     headline, rest = groups(touches.touches, orders, window_ms, end)

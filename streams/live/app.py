@@ -2,13 +2,13 @@
 
 One handler consumes the four input topics and the clock topic together, called
 by Faust's fetch loop for each message (`drain_messages` in
-streams/faust_patches.py), so the state of a customer changes on the partition
+streams/live/faust_patches.py), so the state of a customer changes on the partition
 the message came from, and the clock goes through a topic like the input (a
 timer cannot write a table, DESIGN.md section 4). The clock timer only *sends*
 ticks, and only for partitions this worker actively owns, so standby replicas
-never fire anything. Outputs, then states, then offsets: streams/checkpoint.py.
-Every change to Faust's own behaviour: streams/faust_patches.py; every read of
-its private state: streams/consumer_view.py. This module only wires them.
+never fire anything. Outputs, then states, then offsets: streams/live/checkpoint.py.
+Every change to Faust's own behaviour: streams/live/faust_patches.py; every read of
+its private state: streams/live/consumer_view.py. This module only wires them.
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.serializers import codecs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.checkpoint import Checkpoint
-from streams.consumer_view import ConsumerView, watch_input, watch_recovery
-from streams.faust_patches import (
+from streams.health import broker_reachable
+from streams.live.checkpoint import Checkpoint, SendChangelog, SendEndMark, SendOutput
+from streams.live.consumer_view import ConsumerView, watch_input, watch_recovery
+from streams.live.faust_patches import (
     check_faust_version,
     count_offset_gaps,
     drain_messages,
@@ -37,11 +38,10 @@ from streams.faust_patches import (
     resume_inputs_after_seek,
     use_table_codecs,
 )
-from streams.health import broker_reachable
-from streams.metrics import Metrics, faust_monitor
-from streams.runtime import Outgoing, Runtime, headers_list
+from streams.live.metrics import Metrics, faust_monitor
+from streams.live.runtime import Outgoing, Runtime, headers_list
+from streams.live.state_store import decode_stored
 from streams.settings import Settings
-from streams.state_store import decode_stored
 from streams.topics import table_topic_configs
 
 log = logging.getLogger("churn_signals")
@@ -62,12 +62,12 @@ END_MARK = "\x00end-of-flush"
 class _StateCodec(codecs.Codec):
     """Compact, lossless changelog encoding of a customer's state and source offsets.
 
-    The bytes are made when the state is written (streams/state_store.py), so a
+    The bytes are made when the state is written (streams/live/state_store.py), so a
     record drained from the producer buffer later is still the state written.
     """
 
     def _dumps(self, obj: Any) -> bytes:
-        return obj.raw  # type: ignore[no-any-return]
+        return obj.raw  # type: ignore[no-any-return]  # a Stored record: its bytes, typed Any by Faust's codec API
 
     def _loads(self, s: bytes) -> Any:
         return decode_stored(s)
@@ -145,24 +145,26 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
                       schema=faust.Schema(key_serializer="churn_utf8", value_serializer="churn_state"))
     use_table_codecs(table, "churn_utf8", "churn_state")
     changelog = table.changelog_topic
-    # States are written back in batches (streams/state_store.py): the table sees them, and
+    # States are written back in batches (streams/live/state_store.py): the table sees them, and
     # the changelog gets them, at each checkpoint rather than per event.
-    runtime = Runtime(settings, table, metrics, wall_ms, write_back=True)  # type: ignore[arg-type]
+    runtime = Runtime(settings, table, metrics, wall_ms, write_back=True)
     clock = app.topic(t.clock, key_serializer="raw", value_serializer="raw")
     out_topics = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
                   for name in (t.triggers, t.audit, t.dlq)}
     producer = app.producer
+    # Faust annotates Topic.send as Awaitable[RecordMetadata]; awaited, it gives the FutureMessage
+    # that the broker's acknowledgement resolves, which is what the checkpoint waits on.
     checkpoint = Checkpoint(
-        send_output=lambda topic, key, value, headers, timestamp: out_topics[topic].send(
-            key=key, value=value, headers=headers, timestamp=timestamp),
+        send_output=cast(SendOutput, lambda topic, key, value, headers, timestamp: out_topics[topic].send(
+            key=key, value=value, headers=headers, timestamp=timestamp)),
         # Straight to the producer, not through Faust's send buffer: a commit's burst of
         # records (one per customer) filled that buffer past its 100 messages, and Faust
         # stops handing events to agents until it drains.
-        send_changelog=lambda p, key, stored: changelog.send(
+        send_changelog=cast(SendChangelog, lambda p, key, stored: changelog.send(
             key=key, value=stored, partition=p, key_serializer="churn_utf8", value_serializer="churn_state",
-            callback=table._on_changelog_sent),
-        send_end_mark=lambda p: changelog.send(key=END_MARK, value=None, partition=p,
-                                               key_serializer="churn_utf8", value_serializer="raw"),
+            callback=table._on_changelog_sent)),  # type: ignore[attr-defined]  # Faust's own callback (private)
+        send_end_mark=cast(SendEndMark, lambda p: changelog.send(key=END_MARK, value=None, partition=p,
+                                                                 key_serializer="churn_utf8", value_serializer="raw")),
         producer_flush=producer.flush, seal=runtime.seal_state, write_state=runtime.write_state, log=log)
     flush_before_commit(producer, checkpoint.flush)
     consumer, view = app.consumer, ConsumerView(app, wall_ms)
@@ -184,7 +186,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
             emit(runtime.on_tick(msg.partition, msg.value))
             finish(msg)
             return
-        # Held until it can go in event-time order (streams/merge.py): unacknowledged, its
+        # Held until it can go in event-time order (streams/live/merge.py): unacknowledged, its
         # offset stays uncommitted until it is processed and acknowledged in process().
         process(runtime.receive(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
                                 msg.timestamp, headers_list(msg.headers), msg, view.unread))
@@ -195,13 +197,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> tuple[faus
     app.topics.add(sources)
     drain_messages(app, set(sources.topics), handle)
     process_held_before_wait_empty(consumer, lambda: process(runtime.drain()))
-    unstick = resume_inputs_after_seek(consumer, consumer._is_changelog_tp)
+    unstick = resume_inputs_after_seek(consumer, consumer._is_changelog_tp)  # type: ignore[attr-defined]  # private
     fetch_from_snapshot(consumer)
     count_offset_gaps(consumer, metrics, set(t.inputs))
     stalled_input = watch_input(consumer, set(t.inputs) | {t.clock}, view.last_poll_ms, wall_ms, view.end_offset)
     stalled_recovery = watch_recovery(app, time.monotonic)
 
-    @app.on_partitions_revoked.connect
+    # Faust's signal type wants a `signal` keyword in the receiver's signature; it passes it in **kwargs.
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
         await checkpoint.flush()  # the next owner reads the states in the changelog
         runtime.revoke_all()

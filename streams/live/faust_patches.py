@@ -68,7 +68,7 @@ PINNED: dict[str, str] = {
     "faust.transport.drivers.aiokafka.Producer.flush": "36d0cb3615f65b01",
     # count_offset_gaps wraps it
     "faust.transport.consumer.Consumer._add_gap": "4df2573ded7c1c2c",
-    # watch_recovery (streams/consumer_view.py) reads the recovery's own progress as these keep
+    # watch_recovery (streams/live/consumer_view.py) reads the recovery's own progress as these keep
     # it, and re-seeks the way the recovery seeks
     "faust.tables.recovery.Recovery._set_recovery_started": "bcfebf81ae13fc75",
     "faust.tables.recovery.Recovery._verify_remaining": "2427027d0c01623f",
@@ -350,7 +350,7 @@ def process_held_before_wait_empty(consumer: Any, process_held: Callable[[], Non
     """Process the messages held for the event-time merge before Faust waits for acknowledgements.
 
     Faust waits for every message handed on to be acknowledged before it revokes partitions
-    or stops; messages held by the merge (streams/merge.py) would make it wait forever.
+    or stops; messages held by the merge (streams/live/merge.py) would make it wait forever.
     """
     wait_empty = consumer.wait_empty
 

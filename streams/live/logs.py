@@ -45,7 +45,7 @@ def logging_config(log_format: str, log_level: str) -> dict[str, Any] | None:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "streams.logs.JsonFormatter"}},
+        "formatters": {"json": {"()": "streams.live.logs.JsonFormatter"}},
         "handlers": {"default": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
                                  "formatter": "json", "level": level}},
         "root": {"level": level, "handlers": ["default"]},

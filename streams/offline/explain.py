@@ -20,8 +20,8 @@ from detectors import Decision, PartitionCore
 from detectors.envelope import iso_ms, to_cloudevent
 from detectors.snapshot import summary
 from schemas import Event
-from streams.replay import Replayer
-from streams.sources import Reject
+from streams.offline.replay import Replayer
+from streams.offline.sources import Reject
 from streams.terminal import printable
 from streams.wording import evidence_text, label, reason
 

@@ -25,7 +25,7 @@ from detectors.envelope import iso_ms
 from schemas.decode import to_epoch_ms
 from streams.broker import EmbeddedBroker, free_port
 from streams.connection import start
-from streams.samples import SampleGenerator
+from streams.dev.samples import SampleGenerator
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.wording import describe
@@ -101,8 +101,8 @@ async def _run(settings: Settings, duration: float | None, customers: int, rate:
     try:
         await asyncio.wait(tasks, timeout=duration, return_when=asyncio.FIRST_EXCEPTION)
         for t in tasks:
-            if t.done() and t.exception():
-                raise t.exception()  # type: ignore[misc]
+            if t.done() and (exc := t.exception()) is not None:
+                raise exc
     finally:
         for t in tasks:
             t.cancel()

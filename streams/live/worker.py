@@ -8,13 +8,13 @@ and report ready, as it did when KAFKA_BOOTSTRAP_SERVERS was unset or misspelt.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from dataclasses import replace
 
 from schemas.errors import CommandError
 from streams.broker import EmbeddedBroker
-from streams.logs import logging_config
+from streams.collector import WORKER_GEN0, fewer_collections
+from streams.live.logs import logging_config
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -29,7 +29,7 @@ def run_worker(settings: Settings, embedded_port: int | None = None) -> int:
     """Run until stopped; `embedded_port`: start the embedded broker there first (0: any free port)."""
     import faust
 
-    from streams.app import create_app
+    from streams.live.app import create_app
 
     broker: EmbeddedBroker | None = None
     if embedded_port is None and not settings.bootstrap:
@@ -50,33 +50,14 @@ def run_worker(settings: Settings, embedded_port: int | None = None) -> int:
         partitions = loop.run_until_complete(ensure_topics(settings))
         settings = replace(settings, partitions=partitions)
         app, _ = create_app(settings)
-        tune_gc()
         worker = faust.Worker(app, loglevel=settings.log_level, loop=loop, quiet=True,
                               logging_config=logging_config(settings.log_format, settings.log_level))
         try:
-            worker.execute_from_commandline()
+            with fewer_collections(WORKER_GEN0, freeze=True):
+                worker.execute_from_commandline()
         except SystemExit as exc:
             return int(exc.code or 0)
         return 0
     finally:
         if broker:
             broker.stop()
-
-
-#: Collections of the youngest generation run every this many net allocations (CPython: 700).
-GC_GEN0_THRESHOLD = 5000
-
-
-def tune_gc() -> None:
-    """Fewer, cheaper cyclic garbage collections for the worker's long-lived heap.
-
-    Measured on the live bench (bench/live_bench.py, 40,000 events): CPython's default
-    thresholds spent 6.6% of the worker's time in the collector (220 young collections of
-    ~0.5 ms, 20 middle ones of ~4 ms, 2 full ones of ~60 ms over ~5 s), walking the modules,
-    the app and the table again and again. Frozen start-up objects and a larger first
-    threshold: 2.0%. Reference counting still frees everything without cycles at once;
-    only cyclic garbage waits a little longer.
-    """
-    gc.collect()
-    gc.freeze()  # start-up objects (modules, Faust's app) are never collected: skip them
-    gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)

@@ -152,7 +152,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "replay":
         return _replay(settings, args)
     if args.command == "diff":
-        from streams.diff import load_triggers
+        from streams.offline.diff import load_triggers
 
         return _print_diff(load_triggers(args.a), load_triggers(args.b), args)
     if args.command == "shadow":
@@ -166,7 +166,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 def _open_source(settings: Settings, args: argparse.Namespace) -> Any:
     from schemas.decode import to_epoch_ms
-    from streams.sources import StartAt, open_source
+    from streams.offline.sources import StartAt, open_source
 
     start = None
     if args.start != "beginning":
@@ -179,7 +179,7 @@ def _open_source(settings: Settings, args: argparse.Namespace) -> Any:
 
 
 def _replayer(settings: Settings, args: argparse.Namespace, cfg: Any = None, **kw: Any) -> Any:
-    from streams.replay import Replayer
+    from streams.offline.replay import Replayer
 
     cfg = cfg or settings.detector
     return Replayer(cfg, lateness_ms=args.lateness, from_ms=args.from_ms,
@@ -187,9 +187,9 @@ def _replayer(settings: Settings, args: argparse.Namespace, cfg: Any = None, **k
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.offline.replay import snapshots, summary_table
+    from streams.offline.sinks import FileSink, RejectSink, TopicSink
     from streams.progress import Progress
-    from streams.replay import snapshots, summary_table
-    from streams.sinks import FileSink, RejectSink, TopicSink
 
     source = _open_source(settings, args)
     sink: Any
@@ -230,7 +230,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _print_diff(a: Any, b: Any, args: argparse.Namespace) -> int:
-    from streams.diff import IGNORED, diff, render
+    from streams.offline.diff import IGNORED, diff, render
 
     result = diff(a, b, () if args.strict else IGNORED)
     if args.json:
@@ -255,7 +255,7 @@ def _candidate_settings(args: argparse.Namespace) -> tuple[Settings, Settings]:
         cand_env[f"CHURN_DETECTOR_{name.strip().upper()}"] = value
     if not args.candidate and not args.sets:
         raise CommandError("shadow needs a candidate: --candidate FILE and/or --set NAME=VALUE")
-    from streams.fit import with_params
+    from streams.offline.fit import with_params
 
     # --params is the fitted model of both sides; a candidate's own `--set params=FILE` wins.
     own_model = any(item.partition("=")[0].strip().lower() == "params" for item in args.sets)
@@ -265,8 +265,8 @@ def _candidate_settings(args: argparse.Namespace) -> tuple[Settings, Settings]:
 
 
 def _shadow(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.diff import TriggerSet
-    from streams.sinks import FileSink
+    from streams.offline.diff import TriggerSet
+    from streams.offline.sinks import FileSink
 
     baseline, candidate = _candidate_settings(args)
     if args.source == "-":
@@ -295,7 +295,7 @@ def _shadow(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _explain(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.explain import Timeline, render
+    from streams.offline.explain import Timeline, render
     from streams.terminal import printable, printable_json
 
     source = _open_source(settings, args)
@@ -318,9 +318,9 @@ def _explain(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _report(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import report_out
-    from streams.report import Orders, Touches, build_report, record_orders
-    from streams.sources import Reject
+    from streams.offline import report_out
+    from streams.offline.report import Orders, Touches, build_report, record_orders
+    from streams.offline.sources import Reject
 
     if args.window <= 0:
         raise CommandError("--window must be longer than 0")
@@ -335,7 +335,7 @@ def _report(settings: Settings, args: argparse.Namespace) -> int:
             raise CommandError(f"{args.triggers}: {exc}") from None
 
     if args.triggers:
-        from streams.diff import load_triggers
+        from streams.offline.diff import load_triggers
 
         log = load_triggers(args.triggers)
         for ce in log.by_id.values():

@@ -21,9 +21,9 @@ from schemas.decode import to_epoch_ms
 from schemas.errors import CommandError
 from schemas.validator import parse_rfc3339
 from streams.connection import start
+from streams.offline.sources import FileSource
 from streams.progress import Progress
 from streams.settings import Settings
-from streams.sources import FileSource
 
 
 @dataclass

@@ -30,10 +30,8 @@ Untidy input is handled, never dropped silently:
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,29 +44,10 @@ from detectors.fold import KEEP, Fold, Observer, ReadFailed
 from detectors.snapshot import summary
 from schemas import Event, EventDecoder, InvalidEvent
 from schemas.errors import CommandError
+from streams.collector import REPLAY_GEN0, fewer_collections
+from streams.offline.sources import FileSource, Item, Reject, Source
 from streams.progress import Progress
-from streams.sources import FileSource, Item, Reject, Source
 from streams.terminal import printable
-
-#: Young-generation threshold of the cyclic collector during a replay (CPython: 700).
-GC_GEN0_THRESHOLD = 50_000
-
-
-@contextmanager
-def fewer_collections() -> Iterator[None]:
-    """Run the cyclic garbage collector less often for the length of a replay.
-
-    A replay allocates a few container objects per event (the parsed event, decisions,
-    reorder buffer entries) and frees nearly all of them at once by reference counting; with
-    CPython's default thresholds the collector still ran every 700 allocations and walked
-    the customer states each time (~5% of a replay). Restored afterwards.
-    """
-    old = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
 
 
 @dataclass
@@ -150,7 +129,7 @@ class Replayer:
     def _other(self, item: object) -> None:
         if item.__class__ is not Reject:
             raise TypeError(f"a replay source yielded {item!r}, expected an Event or a Reject")
-        self._reject(item)  # type: ignore[arg-type]
+        self._reject(item)
 
     def _conflict(self, ev: Event) -> None:
         """An event whose id was applied before with other content: a reject, with its raw bytes."""
@@ -164,7 +143,7 @@ class Replayer:
     def run(self, items: Iterable[Item], progress: Progress | None = None) -> ReplayResult:
         """Replay events and rejects from any source, in the order given."""
         self.fold.observer = self.observer  # explain sets it after construction
-        with fewer_collections():
+        with fewer_collections(REPLAY_GEN0):
             n = self.fold.events(items, self._other, None if progress is None else progress.update,
                                  self._conflict)
             return self._finish(n, progress)
@@ -179,7 +158,7 @@ class Replayer:
         def reject(number: int, line: bytes, exc: InvalidEvent, last: int) -> None:
             self._reject(Reject(path, number, None, exc.reason, str(exc), line, last))
 
-        with fewer_collections(), source.open() as fh:
+        with fewer_collections(REPLAY_GEN0), source.open() as fh:
             try:
                 n = self.fold.lines(fh, self.decoder(), reject, None if progress is None else progress.update,
                                     self.now_ms)

@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from schemas.errors import CommandError
-from streams.sources import FileSource
+from streams.offline.sources import FileSource
 
 IGNORED = ("config_version",)
 
@@ -188,40 +188,50 @@ def render(result: Diff, limit: int = 50) -> str:
         f"added {len(result.added)}, removed {len(result.removed)}, changed {len(result.changed)}, "
         f"unchanged {result.unchanged}",
     ]
-    kinds = result.by_kind()
-    if kinds:
-        width = max(len(k) for k in kinds)
-        lines.append(f"  {'kind':<{width}}  {'added':>7} {'removed':>7} {'changed':>7}")
-        for k, c in kinds.items():
-            lines.append(f"  {k:<{width}}  {c['added']:>7} {c['removed']:>7} {c['changed']:>7}")
+    lines += _by_kind_table(result)
     for title, mark, items in (("added (only in B)", "+", result.added), ("removed (only in A)", "-", result.removed)):
         if items:
             lines.append(f"{title}:")
             lines.extend(_line(mark, ce) for ce in items[:limit])
-            if len(items) > limit:
-                lines.append(f"  ... and {len(items) - limit} more")
+            lines += _more(len(items), limit)
     if result.changed:
         lines.append("changed (same id):")
         for a, _, fields in result.changed[:limit]:
             lines.append(_line("~", a))
             lines.extend(f"      {f}: {_show(va)} -> {_show(vb)}" for f, va, vb in fields)
-        if len(result.changed) > limit:
-            lines.append(f"  ... and {len(result.changed) - limit} more")
+        lines += _more(len(result.changed), limit)
     for s in (result.a, result.b):
-        if s.conflicts:
-            lines.append(f"conflict: {s.label} has {len(s.conflicts)} id(s) shared by different triggers "
-                         "(ids are unique per trigger: a file written before detector 2.1.0, or a bug); "
-                         "the first trigger of each id is the one compared:")
-            for first, other in s.conflicts[:limit]:
-                lines.append(_line("!", first))
-                lines.extend(f"      {f}: {_show(va)} -> {_show(vb)}" for f, va, vb in changed_fields(first, other, ()))
-            if len(s.conflicts) > limit:
-                lines.append(f"  ... and {len(s.conflicts) - limit} more")
+        lines += _conflicts(s, limit)
     for s in (result.a, result.b):
         if s.copies:
             lines.append(f"note: {s.label} holds {s.copies} exact copies of triggers read before (same id, same "
                          "content: at-least-once delivery); each trigger counts once")
     return "\n".join(lines)
+
+
+def _by_kind_table(result: Diff) -> list[str]:
+    kinds = result.by_kind()
+    if not kinds:
+        return []
+    width = max(len(k) for k in kinds)
+    return [f"  {'kind':<{width}}  {'added':>7} {'removed':>7} {'changed':>7}"] + [
+        f"  {k:<{width}}  {c['added']:>7} {c['removed']:>7} {c['changed']:>7}" for k, c in kinds.items()]
+
+
+def _more(n: int, limit: int) -> list[str]:
+    return [f"  ... and {n - limit} more"] if n > limit else []
+
+
+def _conflicts(s: TriggerSet, limit: int) -> list[str]:
+    if not s.conflicts:
+        return []
+    lines = [f"conflict: {s.label} has {len(s.conflicts)} id(s) shared by different triggers "
+             "(ids are unique per trigger: a file written before detector 2.1.0, or a bug); "
+             "the first trigger of each id is the one compared:"]
+    for first, other in s.conflicts[:limit]:
+        lines.append(_line("!", first))
+        lines.extend(f"      {f}: {_show(va)} -> {_show(vb)}" for f, va, vb in changed_fields(first, other, ()))
+    return lines + _more(len(s.conflicts), limit)
 
 
 def _show(v: Any) -> str:

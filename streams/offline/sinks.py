@@ -11,7 +11,7 @@ import asyncio
 import gzip
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 
@@ -19,8 +19,8 @@ from detectors import Decision
 from detectors.envelope import CONTENT_TYPE, encode
 from schemas.errors import CommandError
 from streams.connection import start
+from streams.offline.sources import Reject
 from streams.settings import Settings
-from streams.sources import Reject
 
 
 def open_output(path: str | None) -> IO[bytes]:
@@ -31,7 +31,8 @@ def open_output(path: str | None) -> IO[bytes]:
     if not p.parent.exists():
         raise CommandError(f"output folder {p.parent} does not exist")
     try:
-        return gzip.open(p, "wb") if p.suffix == ".gz" else open(p, "wb")  # closed by the caller
+        # typeshed does not count GzipFile as an IO[bytes]; it is one for every use here
+        return cast(IO[bytes], gzip.open(p, "wb")) if p.suffix == ".gz" else open(p, "wb")  # closed by the caller
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror}") from None
 
@@ -100,7 +101,7 @@ class TopicSink:
         conn = settings.kafka
 
         async def create() -> AIOKafkaProducer:  # aiokafka binds to the loop running when it is built
-            return conn.producer(acks="all", linger_ms=5)  # type: ignore[no-any-return]
+            return conn.producer(acks="all", linger_ms=5)
 
         self.loop = asyncio.new_event_loop()
         try:  # brokers may not create topics on first write (auto.create.topics.enable=false)

@@ -12,7 +12,7 @@ import gzip
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from schemas.decode import UTF8_BOM
 from schemas.errors import CommandError
@@ -30,7 +30,8 @@ def open_log(path: str | Path) -> tuple[IO[bytes], IO[bytes]]:
         raise CommandError(f"{path} is a directory, expected a JSON Lines file") from None
     except OSError as exc:
         raise CommandError(f"cannot open {path}: {exc.strerror}") from None
-    fh: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if str(path).endswith(".gz") else raw
+    # typeshed does not count GzipFile as an IO[bytes]; it is one for every use here
+    fh = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")) if str(path).endswith(".gz") else raw
     return raw, fh
 
 

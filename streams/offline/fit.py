@@ -24,7 +24,7 @@ from detectors.cadence import TIME_UNITS
 from detectors.envelope import iso_ms
 from schemas import EventDecoder, InvalidEvent
 from schemas.errors import CommandError
-from streams.jsonl import read_lines
+from streams.offline.jsonl import read_lines
 from streams.params import load_params
 from streams.settings import Settings
 

@@ -26,7 +26,7 @@ from typing import IO, Any
 from schemas import Event, EventDecoder, InvalidEvent
 from schemas.errors import CommandError
 from streams.connection import KafkaConnection
-from streams.jsonl import close_log, iter_lines, open_log
+from streams.offline.jsonl import close_log, iter_lines, open_log
 
 #: File names a directory source reads (anything else in the folder is ignored, and said so).
 LOG_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
@@ -192,7 +192,7 @@ class TopicSource:
         from streams.connection import quiet_connection_errors, start
 
         async def create() -> AIOKafkaConsumer:  # aiokafka binds to the loop running when it is built
-            return self.conn.consumer(group_id=None, enable_auto_commit=False,  # type: ignore[no-any-return]
+            return self.conn.consumer(group_id=None, enable_auto_commit=False,
                                       auto_offset_reset="earliest")
 
         loop = asyncio.new_event_loop()

@@ -132,6 +132,7 @@ class StagedStore(MutableMapping[str, CustomerState]):
         self._offsets[key] = offsets[:]
         return st
 
+    # ignore[override] below: Faust types the table as a MutableMapping[Any, Any]; this store holds states only
     def get(self, key: str, default: CustomerState | None = None) -> CustomerState | None:  # type: ignore[override]
         try:
             return self[key]
@@ -151,6 +152,7 @@ class StagedStore(MutableMapping[str, CustomerState]):
     def __len__(self) -> int:
         return len(self.table)
 
+    # ignore[override] below: an iterator of (key, state), where a Mapping promises an ItemsView
     def items(self) -> Iterator[tuple[str, CustomerState]]:  # type: ignore[override]
         """Latest finished states (read only), standby keys included: callers filter by partition."""
         finished = self._finished

@@ -3,7 +3,7 @@
 The worker is at-least-once (docs/reliability.md, "How the worker keeps it",
 rules 1, 2 and 5). Each processed message's outputs (triggers, audit records,
 dead letters) are queued here and handed to the producer in the background; its
-states wait in the write-back cache (streams/state_store.py). `flush()` runs
+states wait in the write-back cache (streams/live/state_store.py). `flush()` runs
 right before every offset commit and makes the commit safe: the changelog gets
 a state only once every output sent until then is acknowledged, and it returns
 only once the states are acknowledged too. The model is quix-streams'
@@ -23,12 +23,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from streams.runtime import Headers, Outgoing
-    from streams.state_store import Stored
+    from streams.live.runtime import Headers, Outgoing
+    from streams.live.state_store import Stored
 
 Future = asyncio.Future[Any]
 SendOutput = Callable[[str, "bytes | None", "bytes | None", "Headers", "float | None"], Awaitable[Future]]
 SendChangelog = Callable[[int, str, "Stored"], Awaitable[Future]]
+SendEndMark = Callable[[int], Awaitable[Future]]
 
 
 class CheckpointError(RuntimeError):
@@ -42,12 +43,12 @@ class Checkpoint:
     key, stored)` and `send_end_mark(partition)` hand one record to the producer and
     return its delivery future; `producer_flush()` is the producer's own flush;
     `seal()` takes the finished states for the changelog and `write_state()` finishes
-    the current message's states (streams/runtime.py).
+    the current message's states (streams/live/runtime.py).
     """
 
     def __init__(
         self, *, send_output: SendOutput, send_changelog: SendChangelog,
-        send_end_mark: Callable[[int], Awaitable[Future]], producer_flush: Callable[[], Awaitable[None]],
+        send_end_mark: SendEndMark, producer_flush: Callable[[], Awaitable[None]],
         seal: Callable[[], list[tuple[int, str, Stored]]], write_state: Callable[[], None],
         ack_timeout: float = 60.0, log: logging.Logger | None = None,
     ) -> None:
@@ -62,7 +63,7 @@ class Checkpoint:
         # Records handed over by emit() and not sent yet, in the order they were emitted. Sent by
         # one task at a time (send_outbox), not through Faust's send buffer: that buffer sends one
         # record per turn of the event loop, and the fetch loop handles 100 messages per turn
-        # (drain_messages, streams/faust_patches.py), so it filled past its 100 records
+        # (drain_messages, streams/live/faust_patches.py), so it filled past its 100 records
         # ("producer buffer full").
         self._outbox: list[Outgoing] = []
         # Outputs handed to the producer and not yet acknowledged by the broker.

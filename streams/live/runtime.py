@@ -18,11 +18,11 @@ from detectors import Decision, Engine, PartitionCore
 from detectors.engine import CONFLICT, DUPLICATE, conflict_error
 from detectors.envelope import CONTENT_TYPE, encode, to_cloudevent
 from schemas import Event, InvalidEvent
-from streams.clock import TP, Watermarks
-from streams.merge import Merger
-from streams.metrics import RETURN_GROUPS, Metrics
+from streams.live.clock import TP, Watermarks
+from streams.live.merge import Merger
+from streams.live.metrics import RETURN_GROUPS, Metrics
+from streams.live.state_store import StagedStore, Stored
 from streams.settings import Settings
-from streams.state_store import StagedStore, Stored
 
 Headers = list[tuple[str, bytes]]
 #: A message as received (key, value, timestamp, headers): what its dead letter carries unchanged.
@@ -57,7 +57,7 @@ class Runtime:
         self.config_version = settings.detector.version
         self.decoder = settings.event_decoder()
         # Reads are private copies, writes wait for write_state() and, with write_back
-        # (the live worker), for seal_state(): streams/state_store.py says why.
+        # (the live worker), for seal_state(): streams/live/state_store.py says why.
         self.store = StagedStore(store, len(self.topics.inputs), write_back)
         self.topic_index = {name: i for i, name in enumerate(self.topics.inputs)}
         self.metrics = metrics
@@ -70,7 +70,7 @@ class Runtime:
         # tick_interval, so anything older means silence is not being fired.
         self.overdue_grace_ms = max(60_000, int(settings.tick_interval_s * 10_000))
         self._event_counters: dict[tuple[str, str], Any] = {}
-        # Valid input waits here until it can go in event-time order (streams/merge.py); items:
+        # Valid input waits here until it can go in event-time order (streams/live/merge.py); items:
         # (caller's handle, topic, partition, offset, event or dead letter, decode time, the message).
         self.merger: Merger[tuple[Any, str, int, int, Event | Outgoing, float, Raw]] = Merger(
             len(self.topics.inputs), settings.merge_wait_ms, settings.merge_max_held)
@@ -174,7 +174,7 @@ class Runtime:
         """Take one input message; yield each message that can be processed now, with its records.
 
         A valid event is held until it can go in event-time order with the partition's
-        other input topics (streams/merge.py); the caller keeps it unacknowledged until it
+        other input topics (streams/live/merge.py); the caller keeps it unacknowledged until it
         comes back here as `handle`. Between two items the caller sends the records and
         calls write_state(), as after on_input. A message that is not a valid event is
         dead-lettered at once, unless messages of its own topic-partition are held: then
@@ -287,7 +287,7 @@ class Runtime:
         committed: Callable[[TP], int | None],
         fetched: Callable[[TP], int | None] | None = None,
     ) -> dict[int, int]:
-        """`now` for each actively owned partition that can advance (streams/clock.py)."""
+        """`now` for each actively owned partition that can advance (streams/live/clock.py)."""
         wall = self.wall_ms()
         out: dict[int, int] = {}
         for p in partitions:
